@@ -42,7 +42,9 @@ class RemoteError(MBusError):
             parts.append(f"offset {offset}")
         if expected is not None:
             parts.append(f"expected {expected}")
-        super().__init__(": ".join(parts[:1]) + ("" if len(parts) == 1 else f" ({', '.join(parts[1:])})"))
+        super().__init__(
+            ": ".join(parts[:1]) + ("" if len(parts) == 1 else f" ({', '.join(parts[1:])})")
+        )
 
 
 class FrameError(RemoteError):

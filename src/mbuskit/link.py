@@ -187,11 +187,11 @@ def frame_length(buf: bytes | bytearray | memoryview, start: int = 0) -> int | N
             return None
         n1, n2, again = buf[start + 1], buf[start + 2], buf[start + 3]
         if n1 != n2:
-            raise FrameError("long frame length bytes differ", offset=start + 2,
-                             expected=f"{n1:02X}")
+            raise FrameError(
+                "long frame length bytes differ", offset=start + 2, expected=f"{n1:02X}"
+            )
         if again != START_LONG:
-            raise FrameError("long frame has no second start byte", offset=start + 3,
-                             expected="68")
+            raise FrameError("long frame has no second start byte", offset=start + 3, expected="68")
         if n1 < 3:
             raise FrameError("long frame length below 3", offset=start + 1, expected=">= 3")
         return n1 + 6
@@ -205,11 +205,15 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
         raise FrameError("empty frame", offset=0, expected="E5, 10 or 68")
     n = frame_length(buf)
     if n is None or len(buf) < n:
-        raise FrameError(f"truncated frame: {len(buf)} bytes of {n or 'at least 4'}",
-                         offset=len(buf), expected="more bytes")
+        raise FrameError(
+            f"truncated frame: {len(buf)} bytes of {n or 'at least 4'}",
+            offset=len(buf),
+            expected="more bytes",
+        )
     if len(buf) > n:
-        raise FrameError(f"{len(buf) - n} bytes after the end of the frame", offset=n,
-                         expected="end of data")
+        raise FrameError(
+            f"{len(buf) - n} bytes after the end of the frame", offset=n, expected="end of data"
+        )
     return _decode_exact(buf)
 
 
@@ -221,8 +225,11 @@ def _decode_exact(buf: bytes) -> Frame:
         if buf[4] != STOP:
             raise FrameError("short frame has no stop byte", offset=4, expected="16")
         if (buf[1] + buf[2]) & 0xFF != buf[3]:
-            raise FrameError(f"short frame checksum {buf[3]:02X} is wrong", offset=3,
-                             expected=f"{(buf[1] + buf[2]) & 0xFF:02X}")
+            raise FrameError(
+                f"short frame checksum {buf[3]:02X} is wrong",
+                offset=3,
+                expected=f"{(buf[1] + buf[2]) & 0xFF:02X}",
+            )
         return ShortFrame(buf[1], buf[2])
     n = buf[1]
     body = buf[4 : 4 + n]
@@ -230,8 +237,9 @@ def _decode_exact(buf: bytes) -> Frame:
     if buf[5 + n] != STOP:
         raise FrameError("long frame has no stop byte", offset=5 + n, expected="16")
     if checksum(body) != cs:
-        raise FrameError(f"long frame checksum {cs:02X} is wrong", offset=4 + n,
-                         expected=f"{checksum(body):02X}")
+        raise FrameError(
+            f"long frame checksum {cs:02X} is wrong", offset=4 + n, expected=f"{checksum(body):02X}"
+        )
     return LongFrame(body[0], body[1], body[2], body[3:])
 
 
@@ -293,13 +301,37 @@ class FrameReader:
         del buf[:pos]
         return out
 
-    def flush(self) -> list[Skipped]:
-        """Give up on a partial frame (e.g. after a timeout) and report its bytes."""
-        if not self._buf:
-            return []
-        skipped = Skipped(bytes(self._buf), "incomplete frame")
-        self._buf.clear()
-        return [skipped]
+    def flush(self) -> list[Frame | Skipped]:
+        """Give up waiting (e.g. after a timeout): report the partial frame's bytes as noise.
+
+        A stray 68h in noise can announce a long frame that never comes and hide a good frame
+        behind it, so the buffered bytes are re-scanned from the next byte on; whatever still
+        makes no frame is reported as skipped.
+        """
+        out: list[Frame | Skipped] = []
+        while self._buf:
+            head = bytes(self._buf[:1])
+            rest = bytes(self._buf[1:])
+            self._buf.clear()
+            found = self.feed(rest)
+            if found and isinstance(found[0], Skipped):
+                out.append(Skipped(head + found[0].data, "incomplete frame"))
+                out += found[1:]
+            else:
+                out.append(Skipped(head, "incomplete frame"))
+                out += found
+        return _merge_skipped(out)
+
+
+def _merge_skipped(items: list[Frame | Skipped]) -> list[Frame | Skipped]:
+    merged: list[Frame | Skipped] = []
+    for item in items:
+        last = merged[-1] if merged else None
+        if isinstance(item, Skipped) and isinstance(last, Skipped):
+            merged[-1] = Skipped(last.data + item.data, last.reason)
+        else:
+            merged.append(item)
+    return merged
 
 
 __all__ = [
