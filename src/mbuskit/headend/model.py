@@ -1,0 +1,166 @@
+"""What the head-end stores: readings turned out of decoded telegrams, and the meter identity.
+
+A register name is built from the record's meaning (EN 13757-3 6.3: function field, storage
+number, tariff, subunit, and the combinable VIFE qualifiers), never from its position, so the
+same quantity keeps the same name whatever order a meter sends its records in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from ..records import DataRecord, FunctionField, RecordKind
+
+
+class TelegramLike(Protocol):
+    """The part of ``mbuskit.telegram.Telegram`` the head-end needs."""
+
+    @property
+    def records(self) -> Sequence[DataRecord]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    meter: str
+    register: str
+    value: float
+    unit: str
+    meter_time: str | None  # the meter's own clock (ISO 8601, local to the meter), if it sent one
+    read_time: float  # head-end clock, seconds since the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who answered: the secondary address fields of the long header (EN 13757-3 6.2)."""
+
+    id: str | None = None  # identification number, 8 digits
+    manufacturer: str | None = None  # three letters, e.g. KAM
+    version: int | None = None
+    medium: int | None = None
+    fabrication: str | None = None  # fabrication number record (enhanced secondary address)
+    primary: int | None = None  # the link address the answer came from
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "manufacturer": self.manufacturer, "version": self.version,
+                "medium": self.medium, "fabrication": self.fabrication,
+                "primary": self.primary}
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    """One successful read of one meter: what the storage commits in one transaction."""
+
+    meter: str
+    slot: int  # poll slot (floor(read_time / interval)); one poll per meter and slot is stored
+    read_time: float
+    identity: Identity
+    readings: tuple[Reading, ...] = field(default=())
+
+
+def register_name(rec: DataRecord) -> str:
+    parts = [rec.quantity or f"vif_{rec.vif or 0:02x}"]
+    parts += [q.replace(":", "_") for q in rec.qualifiers]
+    if rec.function != FunctionField.INSTANTANEOUS:
+        parts.append(rec.function.name.lower())
+    if rec.tariff:
+        parts.append(f"tariff{rec.tariff}")
+    if rec.storage:
+        parts.append(f"storage{rec.storage}")
+    if rec.subunit:
+        parts.append(f"subunit{rec.subunit}")
+    return ".".join(parts)
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float | Decimal):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    return None
+
+
+def _meter_time(records: Sequence[DataRecord]) -> str | None:
+    for rec in records:
+        if rec.kind is RecordKind.DATA and rec.storage == 0 and rec.valid and isinstance(
+                rec.value, datetime | date):
+            return rec.value.isoformat()
+    return None
+
+
+def readings_from(meter: str, telegrams: Sequence[TelegramLike], read_time: float) -> list[Reading]:
+    """Numeric data records of every telegram of one read, first occurrence of a register wins."""
+    records = [r for t in telegrams for r in t.records]
+    meter_time = _meter_time(records)
+    out: dict[str, Reading] = {}
+    for rec in records:
+        if rec.kind is not RecordKind.DATA or not rec.valid:
+            continue
+        if rec.quantity in ("fabrication_number", "identification", "bus_address"):
+            continue
+        value = _number(rec.value)
+        if value is None:
+            continue
+        name = register_name(rec)
+        if name not in out:
+            out[name] = Reading(meter, name, value, rec.unit, meter_time, read_time)
+    return list(out.values())
+
+
+def _text(v: object) -> str | None:
+    return None if v is None else str(v)
+
+
+def _int(v: object) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def identity_from(telegrams: Sequence[TelegramLike]) -> Identity:
+    """Identity from the first telegram's long header; duck-typed on the telegram module."""
+    if not telegrams:
+        return Identity()
+    t = telegrams[0]
+    header = getattr(t, "header", None)
+    address = getattr(header, "address", None) or getattr(header, "secondary", None) or header
+    ident = getattr(address, "id", None)
+    if isinstance(ident, int):
+        ident = f"{ident:08d}"
+    manufacturer = getattr(address, "manufacturer", None)
+    if isinstance(manufacturer, int):
+        manufacturer = manufacturer_letters(manufacturer)
+    fabrication: str | None = None
+    for t2 in telegrams:
+        for rec in t2.records:
+            if rec.quantity == "fabrication_number" and rec.value is not None:
+                fabrication = str(rec.value)
+                break
+        if fabrication:
+            break
+    return Identity(
+        id=_text(ident), manufacturer=_text(manufacturer),
+        version=_int(getattr(address, "version", None)),
+        medium=_int(getattr(address, "medium", None)),
+        fabrication=fabrication, primary=_int(getattr(t, "address", None)),
+    )
+
+
+def manufacturer_letters(code: int) -> str:
+    """EN 13757-3 6.3: three letters packed as 5-bit values (A = 1) into 15 bits."""
+    return "".join(chr(((code >> s) & 0x1F) + 64) for s in (10, 5, 0))
+
+
+__all__ = [
+    "Identity",
+    "Poll",
+    "Reading",
+    "TelegramLike",
+    "identity_from",
+    "manufacturer_letters",
+    "readings_from",
+    "register_name",
+]

@@ -1,0 +1,295 @@
+"""The poll scheduler: every bus in parallel, one transaction at a time on each bus.
+
+A bus is a shared medium (EN 13757-2: one master, half duplex), so each bus has one task and a
+lock that also serialises triggered reads and commands. Time is cut into slots of each meter's
+interval; one poll per meter and slot is stored. After downtime a meter whose last stored slot
+is behind is read once at once (catch-up), not once per missed slot, and a slot already
+committed before a crash is not read again. A silent meter is retried with exponential back-off
+and marked offline; its time-outs only cost its own transaction, never the bus's other meters.
+Readings go through a queue to the storage writer, which retries a lost database and keeps the
+queue, so a database outage delays readings but drops none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import MBusError
+from .config import Config, MeterConfig
+from .model import Identity, Poll, TelegramLike, identity_from, readings_from
+from .storage import Storage, StorageError
+
+log = logging.getLogger("mbuskit.headend")
+
+
+class Reader(Protocol):
+    """Reads one bus. Implemented over ``mbuskit.master.Master``; tests use a fake."""
+
+    async def read(self, meter: MeterConfig) -> Sequence[TelegramLike]: ...
+
+    async def command(self, meter: MeterConfig, name: str, args: Mapping[str, Any]) -> Any: ...
+
+
+class CommandError(MBusError):
+    """A command was refused (unknown meter or command, or not enabled for the meter)."""
+
+
+@dataclass(slots=True)
+class MeterHealth:
+    name: str
+    bus: str
+    state: str = "unknown"  # unknown, ok, retrying, offline
+    failures: int = 0  # consecutive
+    reads: int = 0
+    errors: int = 0
+    last_ok: float | None = None
+    last_error: str | None = None
+    last_duration: float | None = None
+    next_due: float = 0.0
+    identity: Identity = field(default_factory=Identity)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "failures": self.failures, "reads": self.reads,
+                "errors": self.errors, "last_ok": self.last_ok, "last_error": self.last_error,
+                "last_duration": self.last_duration, "next_due": self.next_due}
+
+
+@dataclass(slots=True)
+class BusStats:
+    name: str
+    busy_seconds: float = 0.0  # time spent inside transactions on this bus
+    started: float = 0.0
+    polls: int = 0
+    owned: bool = True  # False while another worker holds the lease (PostgreSQL)
+
+
+PollListener = Callable[[Poll], None]
+
+
+class Scheduler:
+    def __init__(self, config: Config, readers: Mapping[str, Reader], storage: Storage, *,
+                 clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 retry_base: float = 1.0, storage_retry: float = 1.0) -> None:
+        self.config = config
+        self.readers = dict(readers)
+        self.storage = storage
+        self.clock = clock
+        self.monotonic = monotonic
+        self.retry_base = retry_base
+        self.storage_retry = storage_retry
+        self.listeners: list[PollListener] = []
+        self.health = {m.name: MeterHealth(m.name, m.bus) for m in config.meters}
+        self.buses = {b.name: BusStats(b.name) for b in config.buses}
+        self.meters = {m.name: m for m in config.meters}
+        self._locks = {b.name: asyncio.Lock() for b in config.buses}
+        self._wake = {b.name: asyncio.Event() for b in config.buses}
+        self._last_slot: dict[str, int] = {}
+        self._queue: deque[Poll] = deque()
+        self._queued = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._bus_tasks: dict[str, asyncio.Task[None]] = {}
+        self.stored = 0  # readings committed by this process
+        self.storage_errors = 0
+        self.storage_ok = True
+        self._stopping = False
+
+    # ---- lifecycle ----
+    async def start(self, *, buses: Sequence[str] | None = None) -> None:
+        await asyncio.to_thread(self.storage.init)
+        for m in self.config.meters:
+            address = str(m.primary) if m.primary is not None else \
+                f"{m.secondary}" + (f"/{m.fabrication}" if m.fabrication else "")
+            await asyncio.to_thread(self.storage.register_meter, m.name, m.bus, address)
+        self._last_slot = await asyncio.to_thread(self.storage.last_slots)
+        for row in await asyncio.to_thread(self.storage.meters):
+            if row.name in self.health:
+                self.health[row.name].identity = row.identity
+        now = self.clock()
+        for m in self.config.meters:
+            self.health[m.name].next_due = self._first_due(m, now)
+        self._tasks.append(asyncio.create_task(self._writer(), name="headend-writer"))
+        for name in buses if buses is not None else list(self.buses):
+            self.start_bus(name)
+
+    def start_bus(self, name: str) -> None:
+        if name in self._bus_tasks and not self._bus_tasks[name].done():
+            return
+        stats = self.buses[name]
+        stats.owned = True
+        stats.started = self.monotonic()
+        stats.busy_seconds = 0.0
+        self._bus_tasks[name] = asyncio.create_task(self._run_bus(name), name=f"bus-{name}")
+
+    async def stop_bus(self, name: str) -> None:
+        task = self._bus_tasks.pop(name, None)
+        self.buses[name].owned = False
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def stop(self, *, flush_timeout: float = 5.0) -> None:
+        self._stopping = True
+        for name in list(self._bus_tasks):
+            await self.stop_bus(name)
+        # give the writer a chance to commit what is queued
+        deadline = self.monotonic() + flush_timeout
+        while self._queue and self.monotonic() < deadline:
+            self._queued.set()
+            await asyncio.sleep(0.01)
+        for t in self._tasks:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    # ---- timing ----
+    def _first_due(self, m: MeterConfig, now: float) -> float:
+        slot = math.floor(now / m.interval)
+        last = self._last_slot.get(m.name)
+        if last is None or last < slot:
+            return now  # never read, or behind: catch up with one read now
+        return (slot + 1) * m.interval
+
+    def _backoff(self, m: MeterConfig, failures: int) -> float:
+        delay = self.retry_base * float(2 ** min(failures - 1, 20))
+        return min(delay, self.config.poll.backoff_max, max(m.interval, self.retry_base))
+
+    # ---- the bus loop ----
+    async def _run_bus(self, name: str) -> None:
+        meters = self.config.meters_on(name)
+        if not meters:
+            return
+        wake = self._wake[name]
+        while True:
+            now = self.clock()
+            meter = min(meters, key=lambda m: self.health[m.name].next_due)
+            wait = self.health[meter.name].next_due - now
+            if wait > 0:
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=wait)
+                continue
+            await self.poll(meter, scheduled=True)
+
+    def wake(self, bus: str) -> None:
+        self._wake[bus].set()
+
+    async def poll(self, meter: MeterConfig, *, scheduled: bool = False) -> Poll | None:
+        """Read one meter now (holding its bus) and queue the result for storage."""
+        reader = self.readers[meter.bus]
+        health = self.health[meter.name]
+        stats = self.buses[meter.bus]
+        timeout = self.config.poll.timeout + (self.config.bus(meter.bus).timeout or 0.0)
+        async with self._locks[meter.bus]:
+            t0 = self.monotonic()
+            try:
+                telegrams = await asyncio.wait_for(reader.read(meter), timeout=timeout * 4)
+            except (MBusError, TimeoutError, OSError) as exc:
+                stats.busy_seconds += self.monotonic() - t0
+                self._failed(meter, exc)
+                return None
+            finally:
+                health.last_duration = self.monotonic() - t0
+            stats.busy_seconds += health.last_duration
+            stats.polls += 1
+        read_time = self.clock()
+        slot = math.floor(read_time / meter.interval)
+        readings = readings_from(meter.name, telegrams, read_time)
+        ident = identity_from(telegrams)
+        poll = Poll(meter.name, slot, read_time, ident, tuple(readings))
+        health.state, health.failures = "ok", 0
+        health.reads += 1
+        health.last_ok = read_time
+        health.identity = ident
+        if scheduled or self._last_slot.get(meter.name, -1) < slot:
+            health.next_due = (slot + 1) * meter.interval
+        self._last_slot[meter.name] = max(slot, self._last_slot.get(meter.name, slot))
+        self._queue.append(poll)
+        self._queued.set()
+        for listener in self.listeners:
+            try:
+                listener(poll)
+            except Exception:  # a broken listener (e.g. MQTT) must not stop polling
+                log.exception("poll listener failed")
+        return poll
+
+    def _failed(self, meter: MeterConfig, exc: BaseException) -> None:
+        health = self.health[meter.name]
+        health.failures += 1
+        health.errors += 1
+        health.last_error = str(exc) or type(exc).__name__
+        health.state = "offline" if health.failures >= self.config.poll.offline_after \
+            else "retrying"
+        health.next_due = self.clock() + self._backoff(meter, health.failures)
+        log.warning("meter %s: %s (failure %d)", meter.name, health.last_error, health.failures)
+
+    # ---- triggered reads and commands ----
+    async def read_now(self, name: str) -> Poll | None:
+        meter = self.meters.get(name)
+        if meter is None:
+            raise CommandError(f"no meter named {name!r}")
+        return await self.poll(meter)
+
+    async def command(self, name: str, command: str, args: Mapping[str, Any]) -> Any:
+        meter = self.meters.get(name)
+        if meter is None:
+            raise CommandError(f"no meter named {name!r}")
+        if command == "breaker" and not meter.breaker:
+            raise CommandError(f"breaker control is not enabled for meter {name!r}")
+        async with self._locks[meter.bus]:
+            return await self.readers[meter.bus].command(meter, command, args)
+
+    # ---- storage writer ----
+    async def _writer(self) -> None:
+        while True:
+            if not self._queue:
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            poll = self._queue[0]
+            try:
+                new = await asyncio.to_thread(self.storage.store, poll)
+            except StorageError as exc:
+                self.storage_errors += 1
+                if self.storage_ok:
+                    log.error("storage failed, %d polls queued: %s", len(self._queue), exc)
+                self.storage_ok = False
+                await asyncio.sleep(self.storage_retry)
+                continue
+            self.storage_ok = True
+            self._queue.popleft()
+            self.stored += new
+
+    async def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued poll is committed (tests, shutdown)."""
+        end = self.monotonic() + timeout
+        while self._queue:
+            if self.monotonic() > end:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+
+async def run_forever(scheduler: Scheduler, *extra: Awaitable[Any]) -> None:
+    await scheduler.start()
+    try:
+        await asyncio.gather(*extra) if extra else await asyncio.Event().wait()
+    finally:
+        await scheduler.stop()
+
+
+__all__ = ["BusStats", "CommandError", "MeterHealth", "Reader", "Scheduler", "run_forever"]

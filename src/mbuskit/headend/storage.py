@@ -1,0 +1,217 @@
+"""Reading storage: the interface, and SQLite (the default).
+
+Each poll is committed in one transaction; a reading is unique by (meter, register, slot), so a
+poll repeated after a crash (killed before its commit) or after downtime writes no duplicate.
+Methods are blocking; the head-end calls them from a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import MBusError
+from .model import Identity, Poll, Reading
+
+
+class StorageError(MBusError):
+    """The database refused or lost the connection; the poll was not committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class MeterRow:
+    name: str
+    bus: str
+    address: str
+    identity: Identity
+    last_slot: int | None
+    last_read: float | None
+
+
+class Storage(Protocol):
+    def init(self) -> None: ...
+
+    def register_meter(self, name: str, bus: str, address: str) -> None: ...
+
+    def store(self, poll: Poll) -> int:
+        """Commit one poll; returns how many readings were new."""
+        ...
+
+    def last_slots(self) -> dict[str, int]: ...
+
+    def meters(self) -> list[MeterRow]: ...
+
+    def latest(self, meter: str) -> list[Reading]: ...
+
+    def history(self, meter: str, *, register: str | None = None, since: float | None = None,
+                until: float | None = None, limit: int = 10000) -> list[Reading]: ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meters (
+    name TEXT PRIMARY KEY,
+    bus TEXT NOT NULL,
+    address TEXT NOT NULL,
+    identity TEXT NOT NULL DEFAULT '{}',
+    last_slot INTEGER,
+    last_read REAL
+);
+CREATE TABLE IF NOT EXISTS readings (
+    meter TEXT NOT NULL,
+    register TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    value REAL NOT NULL,
+    unit TEXT NOT NULL,
+    meter_time TEXT,
+    read_time REAL NOT NULL,
+    PRIMARY KEY (meter, register, slot)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS readings_by_time ON readings (meter, read_time);
+"""
+
+
+def identity_json(identity: Identity) -> str:
+    return json.dumps(identity.as_dict(), sort_keys=True)
+
+
+def identity_parse(text: str | None) -> Identity:
+    try:
+        d: dict[str, Any] = json.loads(text or "{}")
+    except ValueError:
+        d = {}
+    return Identity(**{k: d.get(k) for k in Identity.__slots__})
+
+
+class SqliteStorage:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                       timeout=10.0)
+            # WAL: readers (the HTTP API, another process) never block the poller's commits;
+            # synchronous=NORMAL in WAL still never loses a committed transaction on a process
+            # crash (only on power loss), which is the kill -9 guarantee we give.
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StorageError(f"SQLite: {exc}") from exc
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(f"SQLite: {exc}") from exc
+
+    def init(self) -> None:
+        with self._lock:
+            try:
+                self._db.executescript(_SCHEMA)
+            except sqlite3.Error as exc:
+                raise StorageError(f"SQLite: {exc}") from exc
+
+    def register_meter(self, name: str, bus: str, address: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO meters (name, bus, address) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET bus = excluded.bus, address = excluded.address",
+                (name, bus, address))
+
+    def store(self, poll: Poll) -> int:
+        with self._tx() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO readings (meter, register, slot, value, unit, meter_time,"
+                " read_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(r.meter, r.register, poll.slot, r.value, r.unit, r.meter_time, r.read_time)
+                 for r in poll.readings])
+            new = db.total_changes - before
+            db.execute(
+                "UPDATE meters SET identity = ?, last_slot = max(coalesce(last_slot, ?), ?),"
+                " last_read = ? WHERE name = ?",
+                (identity_json(poll.identity), poll.slot, poll.slot, poll.read_time, poll.meter))
+            return new
+
+    def last_slots(self) -> dict[str, int]:
+        rows = self._query("SELECT meter, max(slot) FROM readings GROUP BY meter")
+        return {str(m): int(s) for m, s in rows}
+
+    def meters(self) -> list[MeterRow]:
+        rows = self._query(
+            "SELECT name, bus, address, identity, last_slot, last_read FROM meters ORDER BY name")
+        return [MeterRow(n, b, a, identity_parse(i), s, r) for n, b, a, i, s, r in rows]
+
+    def latest(self, meter: str) -> list[Reading]:
+        rows = self._query(
+            "SELECT meter, register, value, unit, meter_time, read_time FROM readings"
+            " WHERE meter = ? AND slot = (SELECT max(slot) FROM readings WHERE meter = ?)"
+            " ORDER BY register", (meter, meter))
+        return [Reading(*row) for row in rows]
+
+    def history(self, meter: str, *, register: str | None = None, since: float | None = None,
+                until: float | None = None, limit: int = 10000) -> list[Reading]:
+        sql = ("SELECT meter, register, value, unit, meter_time, read_time FROM readings"
+               " WHERE meter = ?")
+        args: list[Any] = [meter]
+        if register is not None:
+            sql += " AND register = ?"
+            args.append(register)
+        if since is not None:
+            sql += " AND read_time >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND read_time < ?"
+            args.append(until)
+        # the newest `limit` rows, returned oldest first
+        sql = f"SELECT * FROM ({sql} ORDER BY read_time DESC, register LIMIT ?)" \
+              " ORDER BY read_time, register"
+        args.append(limit)
+        return [Reading(*row) for row in self._query(sql, tuple(args))]
+
+    def count(self) -> int:
+        return int(self._query("SELECT count(*) FROM readings")[0][0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def open_storage(url: str, *, worker: str = "headend") -> Storage:
+    """Storage for a URL: sqlite:///path (default) or postgresql://... (storage_pg)."""
+    if url.startswith("sqlite:///"):
+        return SqliteStorage(url[len("sqlite:///"):] or ":memory:")
+    if url.startswith(("postgresql://", "postgres://")):
+        from .storage_pg import PostgresStorage
+
+        return PostgresStorage(url, worker=worker)
+    raise StorageError(f"unsupported storage URL {url!r} (sqlite:///path or postgresql://...)")
+
+
+__all__ = ["MeterRow", "SqliteStorage", "Storage", "StorageError", "open_storage"]

@@ -1,0 +1,197 @@
+"""PostgreSQL storage, for fleets, and bus leases so several head-end processes share the work.
+
+A lease row per bus holds an owner and an expiry. A worker claims buses whose lease expired
+(or that it already owns) with ``SELECT ... FOR UPDATE SKIP LOCKED``, so two workers racing for
+the same bus never both win, and a worker renews its leases well inside the lease period. A
+dead worker's buses are free once its expiry passes, i.e. within one lease period. Expiries are
+computed on the database clock so workers' clocks need not agree.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+
+from .model import Poll, Reading
+from .storage import MeterRow, StorageError, identity_json, identity_parse
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meters (
+    name TEXT PRIMARY KEY,
+    bus TEXT NOT NULL,
+    address TEXT NOT NULL,
+    identity TEXT NOT NULL DEFAULT '{}',
+    last_slot BIGINT,
+    last_read DOUBLE PRECISION
+);
+CREATE TABLE IF NOT EXISTS readings (
+    meter TEXT NOT NULL,
+    register TEXT NOT NULL,
+    slot BIGINT NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    unit TEXT NOT NULL,
+    meter_time TEXT,
+    read_time DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (meter, register, slot)
+);
+CREATE INDEX IF NOT EXISTS readings_by_time ON readings (meter, read_time);
+CREATE TABLE IF NOT EXISTS bus_leases (
+    bus TEXT PRIMARY KEY,
+    owner TEXT,
+    expires DOUBLE PRECISION NOT NULL DEFAULT 0
+);
+"""
+
+_NOW = "extract(epoch from clock_timestamp())"
+
+
+class PostgresStorage:
+    def __init__(self, url: str, *, worker: str = "headend", schema: str | None = None) -> None:
+        self.url = url
+        self.worker = worker
+        self.schema = schema  # tests isolate themselves in their own schema
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = psycopg.connect(self.url, connect_timeout=5)
+                if self.schema:
+                    with self._conn.transaction():
+                        self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                        self._conn.execute(f'SET search_path TO "{self.schema}"')
+            except psycopg.Error as exc:
+                self._conn = None
+                raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+        return self._conn
+
+    def _run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``fn`` in one transaction; a lost connection is dropped and reopened next time."""
+        with self._lock:
+            conn = self._connect()
+            try:
+                with conn.transaction():
+                    return fn(conn)
+            except psycopg.OperationalError as exc:
+                conn.close()
+                self._conn = None
+                raise StorageError(f"PostgreSQL connection lost: {exc}") from exc
+            except psycopg.Error as exc:
+                raise StorageError(f"PostgreSQL: {exc}") from exc
+
+    def init(self) -> None:
+        def go(c: psycopg.Connection[Any]) -> None:
+            # serialise concurrent CREATE IF NOT EXISTS from several starting workers
+            c.execute("SELECT pg_advisory_xact_lock(13757)")
+            c.execute(_SCHEMA)
+        self._run(go)
+
+    def register_meter(self, name: str, bus: str, address: str) -> None:
+        self._run(lambda c: c.execute(
+            "INSERT INTO meters (name, bus, address) VALUES (%s, %s, %s) ON CONFLICT (name) DO"
+            " UPDATE SET bus = excluded.bus, address = excluded.address", (name, bus, address)))
+
+    def store(self, poll: Poll) -> int:
+        def go(c: psycopg.Connection[Any]) -> int:
+            new = 0
+            with c.cursor() as cur:
+                for r in poll.readings:
+                    cur.execute(
+                        "INSERT INTO readings (meter, register, slot, value, unit, meter_time,"
+                        " read_time) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                        " ON CONFLICT DO NOTHING",
+                        (r.meter, r.register, poll.slot, r.value, r.unit, r.meter_time,
+                         r.read_time))
+                    new += max(cur.rowcount, 0)
+                cur.execute(
+                    "UPDATE meters SET identity = %s, last_slot = greatest(last_slot, %s),"
+                    " last_read = %s WHERE name = %s",
+                    (identity_json(poll.identity), poll.slot, poll.read_time, poll.meter))
+            return new
+        return self._run(go)
+
+    def last_slots(self) -> dict[str, int]:
+        rows = self._run(lambda c: c.execute(
+            "SELECT meter, max(slot) FROM readings GROUP BY meter").fetchall())
+        return {str(m): int(s) for m, s in rows}
+
+    def meters(self) -> list[MeterRow]:
+        rows = self._run(lambda c: c.execute(
+            "SELECT name, bus, address, identity, last_slot, last_read FROM meters"
+            " ORDER BY name").fetchall())
+        return [MeterRow(n, b, a, identity_parse(i), s, r) for n, b, a, i, s, r in rows]
+
+    def latest(self, meter: str) -> list[Reading]:
+        rows = self._run(lambda c: c.execute(
+            "SELECT meter, register, value, unit, meter_time, read_time FROM readings"
+            " WHERE meter = %s AND slot = (SELECT max(slot) FROM readings WHERE meter = %s)"
+            " ORDER BY register", (meter, meter)).fetchall())
+        return [Reading(*row) for row in rows]
+
+    def history(self, meter: str, *, register: str | None = None, since: float | None = None,
+                until: float | None = None, limit: int = 10000) -> list[Reading]:
+        sql = ("SELECT meter, register, value, unit, meter_time, read_time FROM readings"
+               " WHERE meter = %s")
+        args: list[Any] = [meter]
+        if register is not None:
+            sql += " AND register = %s"
+            args.append(register)
+        if since is not None:
+            sql += " AND read_time >= %s"
+            args.append(since)
+        if until is not None:
+            sql += " AND read_time < %s"
+            args.append(until)
+        sql = f"SELECT * FROM ({sql} ORDER BY read_time DESC, register LIMIT %s) AS h" \
+              " ORDER BY read_time, register"
+        args.append(limit)
+        rows = self._run(lambda c: c.execute(sql, args).fetchall())
+        return [Reading(*row) for row in rows]
+
+    def count(self) -> int:
+        rows = self._run(lambda c: c.execute("SELECT count(*) FROM readings").fetchall())
+        return int(rows[0][0])
+
+    # ---- bus leases ----
+    def acquire(self, buses: Sequence[str], lease_seconds: float) -> list[str]:
+        """Claim or renew the leases of ``buses`` this worker can have; returns those it holds."""
+        def go(c: psycopg.Connection[Any]) -> list[str]:
+            with c.cursor() as cur:
+                cur.executemany("INSERT INTO bus_leases (bus) VALUES (%s) ON CONFLICT DO NOTHING",
+                                [(b,) for b in buses])
+                cur.execute(
+                    "SELECT bus FROM bus_leases WHERE bus = ANY(%s) AND"
+                    f" (owner = %s OR owner IS NULL OR expires < {_NOW})"
+                    " ORDER BY bus FOR UPDATE SKIP LOCKED", (list(buses), self.worker))
+                mine = [str(r[0]) for r in cur.fetchall()]
+                if mine:
+                    cur.execute(
+                        f"UPDATE bus_leases SET owner = %s, expires = {_NOW} + %s"
+                        " WHERE bus = ANY(%s)", (self.worker, lease_seconds, mine))
+            return mine
+        return self._run(go)
+
+    def release(self, buses: Sequence[str]) -> None:
+        self._run(lambda c: c.execute(
+            "UPDATE bus_leases SET owner = NULL, expires = 0 WHERE owner = %s AND bus = ANY(%s)",
+            (self.worker, list(buses))))
+
+    def leases(self) -> dict[str, tuple[str | None, float]]:
+        rows = self._run(lambda c: c.execute(
+            "SELECT bus, owner, expires FROM bus_leases").fetchall())
+        return {str(b): (o, float(e)) for b, o, e in rows}
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+__all__ = ["PostgresStorage"]
