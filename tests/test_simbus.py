@@ -249,3 +249,30 @@ def test_segment_garbage_is_skipped_and_reported() -> None:
     bad[3] ^= 1
     assert seg.transmit(bytes(bad), 2400, 0.0) == []
     assert seg.transmit(Ack().encode(), 2400, 0.0)[0].answered == 0
+
+
+@dataclass
+class TimedSlave(FakeSlave):
+    """Falls back to 2400 baud when its timer is due (as mbuskit.slave does after a switch)."""
+
+    deadline: float | None = None
+    fired: list[float] = field(default_factory=list)
+
+    def get_timer(self) -> float | None:
+        return self.deadline
+
+    def handle_timer(self, now: float) -> None:
+        self.fired.append(now)
+        self.deadline = None
+        self.baud = 2400
+
+
+async def test_timers_of_slaves_at_another_rate_still_run() -> None:
+    slave = TimedSlave(1, 12345678, baud=9600, deadline=10.0)
+    bus = SimBus([slave], baud=2400)
+    await bus.send(req_ud2(1))
+    assert await bus.receive(0.3) == b""  # before the deadline the slave is at 9600
+    bus.idle(10.0)
+    await bus.send(req_ud2(1))
+    assert slave.fired and slave.fired[0] >= 10.0
+    assert await bus.receive(0.3) == slave.telegram()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from .. import timing
 from ..errors import LocalError, TransportError
@@ -39,6 +39,12 @@ class ReplyLike(Protocol):
 
     @property
     def new_baud(self) -> int | None: ...
+
+
+class _Timed(Protocol):
+    def get_timer(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
 
 
 class SlaveLike(Protocol):
@@ -87,12 +93,26 @@ class Segment:
     """
 
     def __init__(self, slaves: Iterable[SlaveLike]) -> None:
-        self.slaves: list[SlaveLike] = list(slaves)
+        self.slaves: list[SlaveLike] = []
+        self._timed: list[_Timed] = []
         self._readers: dict[int, FrameReader] = {}
         self.skipped: list[Skipped] = []  # noise the slaves' receivers threw away (for tracing)
+        for slave in slaves:
+            self.add(slave)
 
     def add(self, slave: SlaveLike) -> None:
         self.slaves.append(slave)
+        if callable(getattr(slave, "get_timer", None)) and callable(
+                getattr(slave, "handle_timer", None)):
+            self._timed.append(cast(_Timed, slave))
+
+    def tick(self, now: float) -> None:
+        """Run the slaves' due timers (mbuskit.slave's baud fall-back), which a slave at another
+        rate than the master's would otherwise never see, since it hears no frame."""
+        for slave in self._timed:
+            due = slave.get_timer()
+            if due is not None and due <= now:
+                slave.handle_timer(now)
 
     def transmit(self, data: bytes, baud: int, now: float) -> list[Exchange]:
         """The master puts ``data`` on the bus at ``baud``; returns one Exchange per whole frame.
@@ -114,7 +134,7 @@ class Segment:
             if isinstance(item, Skipped):
                 self._note(item)
                 continue
-            exchanges.append(self._offer(item, baud, now))
+            exchanges.append(self.offer(item, baud, now))
         return exchanges
 
     def _note(self, item: Skipped) -> None:
@@ -122,7 +142,10 @@ class Segment:
         if len(self.skipped) > 100:
             del self.skipped[:50]
 
-    def _offer(self, frame: Frame, baud: int, now: float) -> Exchange:
+    def offer(self, frame: Frame, baud: int, now: float) -> Exchange:
+        """One whole, checked frame from the master at ``baud``, and what the slaves answer."""
+        if self._timed:
+            self.tick(now)
         answers: list[bytes] = []
         # Snapshot the listeners first: a slave that switches rate in this exchange has heard
         # this frame at the old rate and answers at it (EN 13757-2 baud switch: E5 at the old rate).
