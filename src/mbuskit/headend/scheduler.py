@@ -166,7 +166,9 @@ class Scheduler:
 
     def _backoff(self, m: MeterConfig, failures: int) -> float:
         delay = self.retry_base * float(2 ** min(failures - 1, 20))
-        return min(delay, self.config.poll.backoff_max, max(m.interval, self.retry_base))
+        # a dead meter may be tried less often than its interval (backoff_max), so that
+        # a bus with several dead meters still spends its time on the live ones
+        return min(delay, self.config.poll.backoff_max)
 
     # ---- the bus loop ----
     async def _run_bus(self, name: str) -> None:

@@ -106,7 +106,7 @@ class SqliteStorage:
             # crash (only on power loss), which is the kill -9 guarantee we give.
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from exc
 
     @contextmanager
