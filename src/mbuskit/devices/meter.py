@@ -1,0 +1,918 @@
+"""The electricity meter the Kamstrup M-Bus module sits in (Kamstrup 162M/382M direct, 351B CT).
+
+A pure model driven by the caller's clock: ``advance(now)`` integrates the load profile into
+the registers. Time is kept in integer milliseconds and energy in integer mJ (W x ms) on the
+primary side, so every register is an exact sum: tariff registers add up to their total,
+quadrants R1+R2 = R+ and R3+R4 = R-, to the mJ. Registers are shown in Wh / varh.
+
+Registration follows Kamstrup's "individually import/export" method (TD 5512-1040 3.2.2): each
+phase's positive contribution goes to A+ and its negative one to A-, never netted between
+phases; the same for reactive energy, sorted into quadrants by the signs of P and Q of that
+phase (Q1: P>=0 Q>0, Q2: P<0 Q>0, Q3: P<0 Q<0, Q4: P>=0 Q<0).
+
+Vocabulary (Kamstrup's): the *integration period* (default 15 min) is the window over which
+power is averaged for max demand; the *debiting period* (billing period) ends with a debiting
+stop, which adds the max values to the accumulated max values, clears them and counts the
+period. The breaker behaviour follows TD 5512-1040 section 6.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from ..errors import LocalError, MBusError
+from .meter_profile import LoadProfile, ProfileError, ProfileSampler, Sample
+
+MJ_PER_WH = 3_600_000  # 1 Wh = 3600 J = 3.6e6 mJ
+MAX_PULSE_HZ = 25
+_PULSE_SPACING_MS = 1000 // MAX_PULSE_HZ  # 40 ms: the input filter of the pulse input
+PREPAYMENT_MAX_KWH = 9_999_999  # display format 7.0 (TD 5512-1040 6.5)
+CT_RATIO_MAX = 9999
+STATE_FORMAT = 1
+
+
+class MeterConfigError(LocalError):
+    """A MeterConfig value is out of range."""
+
+
+class MeterStateError(MBusError, ValueError):
+    """A saved meter state cannot be restored (missing or mistyped field)."""
+
+
+class CommandRefused(MBusError):
+    """The meter refuses a command in its present state or configuration."""
+
+    def __init__(self, command: str, reason: str) -> None:
+        self.command = command
+        self.reason = reason
+        super().__init__(f"{command} refused: {reason}")
+
+
+class BreakerState(enum.Enum):
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    RELEASED = "released_for_manual"  # a command allowed the push button to reconnect
+    ARMED = "armed"  # first of two commands received; breaker_connect closes it
+
+
+class DisconnectReason(enum.Enum):
+    NONE = "none"
+    BUTTON = "button"
+    COMMAND = "command"
+    SMART = "smart_disconnect"
+    PREPAYMENT = "prepayment"
+
+
+class MeterStatus(enum.IntFlag):
+    BREAKER_OPEN = 0x01
+    SMART_DISCONNECT = 0x02
+    PREPAYMENT_EMPTY = 0x04
+    EXPORTING = 0x08  # some phase delivers active energy to the grid now
+    CT_RATIO_LOCKED = 0x10
+    TARIFF_BY_COMMAND = 0x20
+
+
+class RtcStatus(enum.IntFlag):
+    NOT_SET = 0x01  # never set by command: runs on the factory/host time
+    ADJUSTED = 0x02  # set or adjusted by command since the last debiting stop
+
+
+@dataclass(frozen=True, slots=True)
+class MeterConfig:
+    serial_number: int  # fabrication number, 8 digits, fixed at production
+    meter_number: int  # customer/meter number, 8 digits (the M-Bus secondary address)
+    variant: Literal["direct", "ct"] = "direct"
+    phases: int = 3
+    profile: LoadProfile = field(default_factory=LoadProfile)
+    seed: int = 0
+    sample_period_s: int = 1  # the load is constant over one sample
+    integration_period_s: int = 900
+    breaker: bool = True  # meter fitted with the bistable breaker
+    button_disconnect: bool = True  # the push button may open the breaker
+    remote_reconnect: bool = True  # two commands (arm, connect) may close it
+    smart_disconnect_current_a: float | None = None  # per phase
+    smart_disconnect_power_w: float | None = None  # total import
+    smart_auto_reconnect_s: float | None = 60.0  # None: only the button or commands reconnect
+    prepayment: bool = False
+    prepayment_credit_wh: int = 0  # at commissioning
+    prepayment_auto_reconnect: bool = True  # a top-up recloses; else it releases for the button
+    tariff_input_inverted: bool = False
+    power_threshold_w: int = 0  # 0: threshold counter disabled
+    software_version: str = "1.0"
+    special_data_1: int = 0
+    special_data_2: int = 0
+    ct_ratio: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("serial_number", "meter_number"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 <= value <= 99_999_999:
+                raise MeterConfigError(f"{name} must be 0..99999999 (8 BCD digits)")
+        if self.variant not in ("direct", "ct"):
+            raise MeterConfigError("variant must be 'direct' or 'ct'")
+        if self.phases not in (1, 3):
+            raise MeterConfigError("phases must be 1 or 3")
+        if not isinstance(self.profile, LoadProfile):
+            raise MeterConfigError("profile must be a LoadProfile")
+        if not 1 <= self.sample_period_s <= 60:
+            raise MeterConfigError("sample_period_s must be 1..60")
+        if self.integration_period_s not in (300, 900, 1800, 3600):
+            raise MeterConfigError("integration_period_s must be 300, 900, 1800 or 3600")
+        if self.integration_period_s % self.sample_period_s:
+            raise MeterConfigError("integration_period_s must be a multiple of sample_period_s")
+        for name in ("smart_disconnect_current_a", "smart_disconnect_power_w"):
+            limit = getattr(self, name)
+            if limit is not None and limit <= 0:
+                raise MeterConfigError(f"{name} must be > 0 or None")
+        if self.smart_auto_reconnect_s is not None and self.smart_auto_reconnect_s <= 0:
+            raise MeterConfigError("smart_auto_reconnect_s must be > 0 or None")
+        smart = (
+            self.smart_disconnect_current_a is not None
+            or self.smart_disconnect_power_w is not None
+        )
+        if (smart or self.prepayment) and not self.breaker:
+            raise MeterConfigError("smart disconnect and prepayment need the breaker")
+        if not 0 <= self.prepayment_credit_wh <= PREPAYMENT_MAX_KWH * 1000:
+            raise MeterConfigError("prepayment_credit_wh out of range")
+        if self.power_threshold_w < 0:
+            raise MeterConfigError("power_threshold_w must be >= 0")
+        if not 1 <= self.ct_ratio <= CT_RATIO_MAX:
+            raise MeterConfigError(f"ct_ratio must be 1..{CT_RATIO_MAX}")
+        if self.variant == "direct" and self.ct_ratio != 1:
+            raise MeterConfigError("a direct meter has ct_ratio 1")
+        for name in ("special_data_1", "special_data_2"):
+            if not 0 <= getattr(self, name) <= 99_999_999:
+                raise MeterConfigError(f"{name} must be 0..99999999")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if isinstance(value, LoadProfile) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MeterConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise MeterConfigError(f"unknown meter config fields: {sorted(unknown)}")
+        kwargs = dict(data)
+        if "profile" in kwargs:
+            if not isinstance(kwargs["profile"], dict):
+                raise MeterConfigError("profile must be an object")
+            try:
+                kwargs["profile"] = LoadProfile.from_dict(kwargs["profile"])
+            except ProfileError as exc:
+                raise MeterConfigError(str(exc)) from exc
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise MeterConfigError(f"bad meter config: {exc}") from exc
+
+
+Quad = tuple[int, int, int, int]
+Tri = tuple[int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class MeterSnapshot:
+    """Every register and instantaneous value at one instant. Names are stable (other modules
+    map them to M-Bus records). Energy in Wh / varh, primary side; power in W / var; times are
+    the meter's clock as unix seconds; tuples of 4 are tariffs 1-4 (or quadrants Q1-Q4), tuples
+    of 3 are phases L1-L3; power factors in thousandths.
+    """
+
+    time: float  # the caller's clock at the snapshot
+    meter_time: float  # the meter's own clock
+    serial_number: int
+    meter_number: int
+    variant: str
+    tariff: int  # active tariff 1..4
+    tariff_input: bool  # 230 V present on terminal 13
+    a_plus_wh: int
+    a_minus_wh: int
+    r_plus_varh: int
+    r_minus_varh: int
+    r_quadrant_varh: Quad  # R1..R4
+    a_plus_tariff_wh: Quad
+    a_minus_tariff_wh: Quad
+    r_plus_tariff_varh: Quad
+    r_minus_tariff_varh: Quad
+    a_plus_resettable_wh: int
+    a_minus_resettable_wh: int
+    max_p_plus_w: int
+    max_p_plus_at: int | None
+    max_p_minus_w: int
+    max_p_minus_at: int | None
+    max_p_plus_tariff_w: Quad
+    max_p_plus_tariff_at: tuple[int | None, int | None, int | None, int | None]
+    max_p_minus_tariff_w: Quad
+    max_p_minus_tariff_at: tuple[int | None, int | None, int | None, int | None]
+    max_q_plus_var: int
+    max_q_plus_at: int | None
+    max_q_minus_var: int
+    max_q_minus_at: int | None
+    acc_max_p_plus_w: int
+    acc_max_p_minus_w: int
+    acc_max_q_plus_var: int
+    acc_max_q_minus_var: int
+    debiting_periods: int
+    power_threshold_w: int
+    power_threshold_count: int
+    p_plus_w: int
+    p_minus_w: int
+    q_plus_var: int
+    q_minus_var: int
+    p_phase_w: Tri  # signed, import positive
+    q_phase_var: Tri  # signed, inductive positive
+    voltage_mv: Tri
+    current_ma: Tri
+    power_factor: int  # |P| / S of the meter, thousandths (1000 when S = 0)
+    power_factor_phase: Tri
+    hour_counter: int
+    meter_status: MeterStatus
+    rtc_status: RtcStatus
+    software_version: str
+    special_data_1: int
+    special_data_2: int
+    prepayment_enabled: bool
+    prepayment_wh: int | None
+    pulse_count: int
+    pulses_rejected: int
+    breaker: BreakerState
+    breaker_reason: DisconnectReason
+    ct_ratio: int
+    ct_ratio_locked: bool
+    secondary_a_plus_wh: int | None  # CT variant only: energy seen at the CT secondary
+    secondary_a_minus_wh: int | None
+    secondary_r_plus_varh: int | None
+    secondary_r_minus_varh: int | None
+
+
+def _ms(now: float) -> int:
+    return round(now * 1000)
+
+
+def _pf(p: int, q: int) -> int:
+    s2 = p * p + q * q
+    if s2 == 0:
+        return 1000
+    return round(abs(p) * 1000 / math.sqrt(s2))
+
+
+_ZERO_TRI: Tri = (0, 0, 0)
+# integer register names kept in the state (mJ on the primary side unless noted)
+_SCALARS = (
+    "t", "clock_offset_ms", "a_plus", "a_minus", "r_plus", "r_minus",
+    "res_a_plus", "res_a_minus", "win_end", "win_ap", "win_am", "win_qp", "win_qm",
+    "max_p_plus", "max_p_minus", "max_q_plus", "max_q_minus",
+    "acc_p_plus", "acc_p_minus", "acc_q_plus", "acc_q_minus", "debiting_periods",
+    "threshold_count", "op_ms", "rtc", "special_1", "special_2", "credit",
+    "pulse_count", "pulses_rejected", "ct_ratio",
+    "sec_a_plus", "sec_a_minus", "sec_r_plus", "sec_r_minus",  # uJ at the CT secondary
+)  # fmt: skip
+_OPTIONALS = (
+    "max_p_plus_at", "max_p_minus_at", "max_q_plus_at", "max_q_minus_at",
+    "auto_at", "tariff_override", "last_pulse",
+)  # fmt: skip
+_QUADS = (
+    "rq", "t_a_plus", "t_a_minus", "t_r_plus", "t_r_minus",
+    "max_tp_plus", "max_tp_minus",
+)  # fmt: skip
+_OPT_QUADS = ("max_tp_plus_at", "max_tp_minus_at")
+
+
+class Meter:
+    """The meter. Every input and command takes ``now`` and first advances the model to it."""
+
+    def __init__(self, config: MeterConfig, now: float) -> None:
+        self.config = config
+        self._sampler = ProfileSampler(config.profile, config.seed, config.phases)
+        self._sample_ms = config.sample_period_s * 1000
+        self._int_ms = config.integration_period_s * 1000
+        self._sample_k: int | None = None
+        self._sample: Sample | None = None
+        self._agg: tuple[int, int, int, int, int, int] = (0, 0, 0, 0, 0, 0)
+        t = _ms(now)
+        self.t = t
+        self.clock_offset_ms = 0
+        self.a_plus = self.a_minus = self.r_plus = self.r_minus = 0
+        self.res_a_plus = self.res_a_minus = 0
+        self.rq = [0, 0, 0, 0]
+        self.t_a_plus = [0, 0, 0, 0]
+        self.t_a_minus = [0, 0, 0, 0]
+        self.t_r_plus = [0, 0, 0, 0]
+        self.t_r_minus = [0, 0, 0, 0]
+        self.win_end = self._next_window_end(t)
+        self.win_ap = self.win_am = self.win_qp = self.win_qm = 0
+        self.max_p_plus = self.max_p_minus = self.max_q_plus = self.max_q_minus = 0
+        self.max_p_plus_at: int | None = None
+        self.max_p_minus_at: int | None = None
+        self.max_q_plus_at: int | None = None
+        self.max_q_minus_at: int | None = None
+        self.max_tp_plus = [0, 0, 0, 0]
+        self.max_tp_minus = [0, 0, 0, 0]
+        self.max_tp_plus_at: list[int | None] = [None, None, None, None]
+        self.max_tp_minus_at: list[int | None] = [None, None, None, None]
+        self.acc_p_plus = self.acc_p_minus = self.acc_q_plus = self.acc_q_minus = 0
+        self.debiting_periods = 0
+        self.threshold_count = 0
+        self.op_ms = 0
+        self.rtc = int(RtcStatus.NOT_SET)
+        self.special_1 = config.special_data_1
+        self.special_2 = config.special_data_2
+        self.credit = config.prepayment_credit_wh * MJ_PER_WH if config.prepayment else 0
+        self.pulse_count = 0
+        self.pulses_rejected = 0
+        self.last_pulse: int | None = None
+        self.ct_ratio = config.ct_ratio
+        self.ct_locked = False
+        self.sec_a_plus = self.sec_a_minus = self.sec_r_plus = self.sec_r_minus = 0
+        self.breaker = BreakerState.CONNECTED
+        self.reason = DisconnectReason.NONE
+        self.auto_at: int | None = None
+        self.tariff_input = False
+        self.tariff_override: int | None = None
+        self._ensure_sample()
+        self._apply_due_events()  # an empty prepayment register opens the breaker at once
+
+    # ---- time ---------------------------------------------------------------------------
+
+    def _next_window_end(self, t: int) -> int:
+        # windows are aligned to the meter's clock (xx:00, xx:15, ... for 15 min)
+        meter = t + self.clock_offset_ms
+        return (meter // self._int_ms + 1) * self._int_ms - self.clock_offset_ms
+
+    def _ensure_sample(self) -> None:
+        k = self.t // self._sample_ms
+        if k == self._sample_k:
+            return
+        ps, qs = self._sampler.power(k, k * self.config.sample_period_s)
+        self._sample_k = k
+        self._sample = None  # voltages and currents are computed when asked for
+        ap = am = q1 = q2 = q3 = q4 = 0
+        for p, q in zip(ps, qs, strict=True):
+            if p >= 0:
+                ap += p
+                if q > 0:
+                    q1 += q
+                else:
+                    q4 -= q
+            else:
+                am -= p
+                if q > 0:
+                    q2 += q
+                else:
+                    q3 -= q
+        self._agg = (ap, am, q1, q2, q3, q4)
+
+    def _full_sample(self) -> Sample:
+        self._ensure_sample()
+        if self._sample is None:
+            k = self.t // self._sample_ms
+            self._sample = self._sampler.sample(k, k * self.config.sample_period_s)
+        return self._sample
+
+    def advance(self, now: float) -> None:
+        """Integrate up to ``now``. A ``now`` before the model's time is ignored (a host clock
+        stepping back must not undo registration); the model waits until time passes it."""
+        target = _ms(now)
+        cfg = self.config
+        while self.t < target:
+            self._ensure_sample()
+            self._apply_due_events()
+            t = self.t
+            end = min(target, (t // self._sample_ms + 1) * self._sample_ms, self.win_end)
+            if self.auto_at is not None:
+                end = min(end, self.auto_at)
+            live = self.breaker is BreakerState.CONNECTED
+            ap = self._agg[0]
+            if live and cfg.prepayment and ap > 0:
+                need = -(-self.credit // ap)  # ms until the credit is used up
+                end = min(end, t + max(need, 1))
+            self._integrate(end - t, live)
+            self.t = end
+            if end == self.win_end:
+                self._close_window()
+        self._ensure_sample()
+        self._apply_due_events()
+
+    def _integrate(self, dt: int, live: bool) -> None:
+        self.op_ms += dt
+        if not live:
+            return
+        ap, am, q1, q2, q3, q4 = self._agg
+        e_ap, e_am = ap * dt, am * dt
+        e_q = (q1 * dt, q2 * dt, q3 * dt, q4 * dt)
+        e_rp, e_rm = e_q[0] + e_q[1], e_q[2] + e_q[3]
+        ti = self.tariff - 1
+        self.a_plus += e_ap
+        self.a_minus += e_am
+        self.r_plus += e_rp
+        self.r_minus += e_rm
+        self.t_a_plus[ti] += e_ap
+        self.t_a_minus[ti] += e_am
+        self.t_r_plus[ti] += e_rp
+        self.t_r_minus[ti] += e_rm
+        rq = self.rq
+        rq[0] += e_q[0]
+        rq[1] += e_q[1]
+        rq[2] += e_q[2]
+        rq[3] += e_q[3]
+        self.res_a_plus += e_ap
+        self.res_a_minus += e_am
+        self.win_ap += e_ap
+        self.win_am += e_am
+        self.win_qp += e_rp
+        self.win_qm += e_rm
+        if self.config.variant == "ct":
+            # the meter measures at the CT secondary: primary / ratio, kept in uJ
+            r = self.ct_ratio
+            self.sec_a_plus += e_ap * 1000 // r
+            self.sec_a_minus += e_am * 1000 // r
+            self.sec_r_plus += e_rp * 1000 // r
+            self.sec_r_minus += e_rm * 1000 // r
+        if self.config.prepayment:
+            self.credit = max(0, self.credit - e_ap)
+
+    def _apply_due_events(self) -> None:
+        cfg = self.config
+        if self.auto_at is not None and self.t >= self.auto_at:
+            self.auto_at = None
+            if self.breaker is BreakerState.DISCONNECTED and self.reason is DisconnectReason.SMART:
+                self._close_breaker()
+        if self.breaker is not BreakerState.CONNECTED:
+            return
+        if cfg.prepayment and self.credit == 0:
+            self._open_breaker(DisconnectReason.PREPAYMENT)
+            return
+        tripped = False
+        if cfg.smart_disconnect_current_a is not None:
+            limit_ma = cfg.smart_disconnect_current_a * 1000
+            tripped = any(i > limit_ma for i in self._full_sample().load_current_ma)
+        if cfg.smart_disconnect_power_w is not None and self._agg[0] > cfg.smart_disconnect_power_w:
+            tripped = True
+        if tripped:
+            self._open_breaker(DisconnectReason.SMART)
+            if cfg.smart_auto_reconnect_s is not None:
+                self.auto_at = self.t + round(cfg.smart_auto_reconnect_s * 1000)
+
+    def _close_window(self) -> None:
+        # EN 62053/Kamstrup max demand: mean power over the integration period, mJ / ms = W
+        n = self._int_ms
+        at = (self.t + self.clock_offset_ms) // 1000
+        ti = self.tariff - 1
+        p_plus, p_minus = self.win_ap // n, self.win_am // n
+        q_plus, q_minus = self.win_qp // n, self.win_qm // n
+        if p_plus > self.max_p_plus:
+            self.max_p_plus, self.max_p_plus_at = p_plus, at
+        if p_minus > self.max_p_minus:
+            self.max_p_minus, self.max_p_minus_at = p_minus, at
+        if q_plus > self.max_q_plus:
+            self.max_q_plus, self.max_q_plus_at = q_plus, at
+        if q_minus > self.max_q_minus:
+            self.max_q_minus, self.max_q_minus_at = q_minus, at
+        if p_plus > self.max_tp_plus[ti]:
+            self.max_tp_plus[ti], self.max_tp_plus_at[ti] = p_plus, at
+        if p_minus > self.max_tp_minus[ti]:
+            self.max_tp_minus[ti], self.max_tp_minus_at[ti] = p_minus, at
+        threshold = self.config.power_threshold_w
+        if threshold and p_plus > threshold:
+            self.threshold_count += 1
+        self.win_ap = self.win_am = self.win_qp = self.win_qm = 0
+        self.win_end = self._next_window_end(self.t)
+
+    # ---- breaker --------------------------------------------------------------------------
+
+    def _open_breaker(self, reason: DisconnectReason) -> None:
+        self.breaker = BreakerState.DISCONNECTED
+        self.reason = reason
+        self.auto_at = None
+
+    def _close_breaker(self) -> None:
+        self.breaker = BreakerState.CONNECTED
+        self.reason = DisconnectReason.NONE
+        self.auto_at = None
+
+    def _need_breaker(self, command: str) -> None:
+        if not self.config.breaker:
+            raise CommandRefused(command, "meter has no breaker")
+
+    def _prepayment_empty(self) -> bool:
+        return self.config.prepayment and self.credit == 0
+
+    def press_button(self, now: float) -> BreakerState:
+        """The push button: opens a closed breaker (if configured); closes it after a button or
+        smart disconnect, or when a command released it. After a command disconnect or an empty
+        prepayment register it does nothing (TD 5512-1040 6.2)."""
+        self.advance(now)
+        if not self.config.breaker:
+            return self.breaker
+        state, reason = self.breaker, self.reason
+        if state is BreakerState.CONNECTED:
+            if self.config.button_disconnect:
+                self._open_breaker(DisconnectReason.BUTTON)
+        elif self._prepayment_empty():
+            pass
+        elif state is BreakerState.RELEASED or (
+            state is BreakerState.DISCONNECTED
+            and reason in (DisconnectReason.BUTTON, DisconnectReason.SMART)
+        ):
+            self._close_breaker()
+        self._apply_due_events()
+        return self.breaker
+
+    def breaker_disconnect(self, now: float) -> BreakerState:
+        self.advance(now)
+        self._need_breaker("breaker_disconnect")
+        self._open_breaker(DisconnectReason.COMMAND)
+        return self.breaker
+
+    def breaker_release(self, now: float) -> BreakerState:
+        """Release for manual reconnection: the next button press closes the breaker."""
+        self.advance(now)
+        self._check_reconnect("breaker_release")
+        self.breaker = BreakerState.RELEASED
+        self.auto_at = None
+        return self.breaker
+
+    def breaker_arm(self, now: float) -> BreakerState:
+        """First of the two reconnect commands."""
+        self.advance(now)
+        self._check_reconnect("breaker_arm")
+        if not self.config.remote_reconnect:
+            raise CommandRefused("breaker_arm", "remote reconnect is not configured")
+        self.breaker = BreakerState.ARMED
+        self.auto_at = None
+        return self.breaker
+
+    def breaker_connect(self, now: float) -> BreakerState:
+        """Second of the two reconnect commands; refused unless breaker_arm came first."""
+        self.advance(now)
+        self._need_breaker("breaker_connect")
+        if self.breaker is BreakerState.CONNECTED:
+            return self.breaker
+        if self.breaker is not BreakerState.ARMED:
+            raise CommandRefused("breaker_connect", "breaker_arm must come first")
+        if self._prepayment_empty():
+            raise CommandRefused("breaker_connect", "prepayment register is empty")
+        self._close_breaker()
+        self._apply_due_events()
+        return self.breaker
+
+    def _check_reconnect(self, command: str) -> None:
+        self._need_breaker(command)
+        if self.breaker is BreakerState.CONNECTED:
+            raise CommandRefused(command, "breaker is already connected")
+        if self._prepayment_empty():
+            raise CommandRefused(command, "prepayment register is empty")
+
+    # ---- inputs and commands ------------------------------------------------------------
+
+    @property
+    def tariff(self) -> int:
+        """A tariff set by command wins over the 230 V input until cleared with set_tariff(None);
+        the input selects T2 when 230 V is on terminal 13 (T1 when absent), inverse if so
+        configured. T3 and T4 are reachable only by command."""
+        if self.tariff_override is not None:
+            return self.tariff_override
+        return 2 if self.tariff_input != self.config.tariff_input_inverted else 1
+
+    def set_tariff_input(self, on: bool, now: float) -> int:
+        self.advance(now)
+        self.tariff_input = bool(on)
+        return self.tariff
+
+    def set_tariff(self, tariff: int | None, now: float) -> int:
+        self.advance(now)
+        if tariff is not None and tariff not in (1, 2, 3, 4):
+            raise CommandRefused("set_tariff", "tariff must be 1..4 or None")
+        self.tariff_override = tariff
+        return self.tariff
+
+    def pulse(self, count: int, now: float) -> int:
+        """``count`` pulses arrived since the previous call. The input filter passes at most
+        25 Hz: pulses closer than 40 ms to the last counted one are lost, as on the real input;
+        returns how many were counted (the rest add to pulses_rejected)."""
+        self.advance(now)
+        if count < 0:
+            raise CommandRefused("pulse", "count must be >= 0")
+        if count == 0:
+            return 0
+        if self.last_pulse is None:
+            counted = count
+        else:
+            counted = min(count, (self.t - self.last_pulse) // _PULSE_SPACING_MS)
+        self.pulse_count += counted
+        self.pulses_rejected += count - counted
+        if counted:
+            self.last_pulse = self.t
+        return counted
+
+    def meter_time(self) -> float:
+        return (self.t + self.clock_offset_ms) / 1000
+
+    def set_clock(self, when: datetime, now: float) -> float:
+        """Set the meter clock (a naive datetime is taken as UTC). Closes the running
+        integration period first, so that no demand window straddles the jump."""
+        self.advance(now)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        self._close_window()
+        self.clock_offset_ms = round(when.timestamp() * 1000) - self.t
+        return self._after_clock_change()
+
+    def adjust_clock(self, delta_s: float, now: float) -> float:
+        self.advance(now)
+        self._close_window()
+        self.clock_offset_ms += round(delta_s * 1000)
+        return self._after_clock_change()
+
+    def _after_clock_change(self) -> float:
+        self.win_end = self._next_window_end(self.t)
+        self.rtc = int((RtcStatus(self.rtc) & ~RtcStatus.NOT_SET) | RtcStatus.ADJUSTED)
+        return self.meter_time()
+
+    def debiting_stop(self, now: float) -> int:
+        """Close the debiting (billing) period: max values go into the accumulated max values
+        and are cleared. Returns the number of debiting periods."""
+        self.advance(now)
+        self.acc_p_plus += self.max_p_plus
+        self.acc_p_minus += self.max_p_minus
+        self.acc_q_plus += self.max_q_plus
+        self.acc_q_minus += self.max_q_minus
+        self.max_p_plus = self.max_p_minus = self.max_q_plus = self.max_q_minus = 0
+        self.max_p_plus_at = self.max_p_minus_at = None
+        self.max_q_plus_at = self.max_q_minus_at = None
+        self.max_tp_plus = [0, 0, 0, 0]
+        self.max_tp_minus = [0, 0, 0, 0]
+        self.max_tp_plus_at = [None, None, None, None]
+        self.max_tp_minus_at = [None, None, None, None]
+        self.debiting_periods += 1
+        self.rtc = int(RtcStatus(self.rtc) & ~RtcStatus.ADJUSTED)
+        return self.debiting_periods
+
+    def reset_resettable_counters(self, now: float) -> None:
+        self.advance(now)
+        self.res_a_plus = self.res_a_minus = 0
+
+    def prepayment_top_up(self, kwh: int | float | Decimal | str, now: float) -> int:
+        """Add credit; returns the register in Wh. Recloses (or releases for the button, as
+        configured) a breaker opened by an empty register (TD 5512-1040 6.1)."""
+        self.advance(now)
+        if not self.config.prepayment:
+            raise CommandRefused("prepayment_top_up", "prepayment is not configured")
+        try:
+            amount = Decimal(str(kwh))
+        except InvalidOperation as exc:
+            raise CommandRefused("prepayment_top_up", f"not a number: {kwh!r}") from exc
+        if not amount.is_finite() or amount <= 0:
+            raise CommandRefused("prepayment_top_up", "amount must be a positive number of kWh")
+        add = int(amount * 1000 * MJ_PER_WH)
+        if self.credit + add > PREPAYMENT_MAX_KWH * 1000 * MJ_PER_WH:
+            raise CommandRefused("prepayment_top_up", f"register max is {PREPAYMENT_MAX_KWH} kWh")
+        self.credit += add
+        if self.breaker is BreakerState.DISCONNECTED and (
+            self.reason is DisconnectReason.PREPAYMENT
+        ):
+            if self.config.prepayment_auto_reconnect:
+                self._close_breaker()
+            else:
+                self.breaker = BreakerState.RELEASED
+        self._apply_due_events()
+        return self.credit // MJ_PER_WH
+
+    def set_ct_ratio(self, ratio: int, now: float) -> int:
+        self.advance(now)
+        if self.config.variant != "ct":
+            raise CommandRefused("set_ct_ratio", "only the CT variant has a transformer ratio")
+        if self.ct_locked:
+            raise CommandRefused("set_ct_ratio", "transformer ratio is locked")
+        if not isinstance(ratio, int) or not 1 <= ratio <= CT_RATIO_MAX:
+            raise CommandRefused("set_ct_ratio", f"ratio must be 1..{CT_RATIO_MAX}")
+        self.ct_ratio = ratio
+        return ratio
+
+    def lock_ct_ratio(self, now: float) -> None:
+        """One way: once locked the ratio can never be changed again (calibration seal)."""
+        self.advance(now)
+        if self.config.variant != "ct":
+            raise CommandRefused("lock_ct_ratio", "only the CT variant has a transformer ratio")
+        self.ct_locked = True
+
+    def set_special_data(self, index: int, value: int, now: float) -> None:
+        self.advance(now)
+        if index not in (1, 2) or not 0 <= value <= 99_999_999:
+            raise CommandRefused("set_special_data", "index 1 or 2, value 0..99999999")
+        if index == 1:
+            self.special_1 = value
+        else:
+            self.special_2 = value
+
+    # ---- read-out -----------------------------------------------------------------------
+
+    def status(self) -> MeterStatus:
+        s = MeterStatus(0)
+        if self.breaker is not BreakerState.CONNECTED:
+            s |= MeterStatus.BREAKER_OPEN
+        if self.breaker is BreakerState.DISCONNECTED and self.reason is DisconnectReason.SMART:
+            s |= MeterStatus.SMART_DISCONNECT
+        if self._prepayment_empty():
+            s |= MeterStatus.PREPAYMENT_EMPTY
+        live = self.breaker is BreakerState.CONNECTED
+        if live and self._agg[1] > 0:
+            s |= MeterStatus.EXPORTING
+        if self.ct_locked:
+            s |= MeterStatus.CT_RATIO_LOCKED
+        if self.tariff_override is not None:
+            s |= MeterStatus.TARIFF_BY_COMMAND
+        return s
+
+    def snapshot(self) -> MeterSnapshot:
+        sample = self._full_sample()
+        live = self.breaker is BreakerState.CONNECTED
+        p = sample.p_w if live else _ZERO_TRI
+        q = sample.q_var if live else _ZERO_TRI
+        cur = sample.load_current_ma if live else _ZERO_TRI
+        ap, am, q1, q2, q3, q4 = self._agg if live else (0, 0, 0, 0, 0, 0)
+        ct = self.config.variant == "ct"
+        uj_per_wh = MJ_PER_WH * 1000
+
+        def wh(x: int) -> int:
+            return x // MJ_PER_WH
+
+        def quad(xs: list[int]) -> Quad:
+            return (wh(xs[0]), wh(xs[1]), wh(xs[2]), wh(xs[3]))
+
+        def sec(x: int) -> int | None:
+            return x // uj_per_wh if ct else None
+
+        return MeterSnapshot(
+            time=self.t / 1000,
+            meter_time=self.meter_time(),
+            serial_number=self.config.serial_number,
+            meter_number=self.config.meter_number,
+            variant=self.config.variant,
+            tariff=self.tariff,
+            tariff_input=self.tariff_input,
+            a_plus_wh=wh(self.a_plus),
+            a_minus_wh=wh(self.a_minus),
+            r_plus_varh=wh(self.r_plus),
+            r_minus_varh=wh(self.r_minus),
+            r_quadrant_varh=quad(self.rq),
+            a_plus_tariff_wh=quad(self.t_a_plus),
+            a_minus_tariff_wh=quad(self.t_a_minus),
+            r_plus_tariff_varh=quad(self.t_r_plus),
+            r_minus_tariff_varh=quad(self.t_r_minus),
+            a_plus_resettable_wh=wh(self.res_a_plus),
+            a_minus_resettable_wh=wh(self.res_a_minus),
+            max_p_plus_w=self.max_p_plus,
+            max_p_plus_at=self.max_p_plus_at,
+            max_p_minus_w=self.max_p_minus,
+            max_p_minus_at=self.max_p_minus_at,
+            max_p_plus_tariff_w=_quad(self.max_tp_plus),
+            max_p_plus_tariff_at=_opt_quad(self.max_tp_plus_at),
+            max_p_minus_tariff_w=_quad(self.max_tp_minus),
+            max_p_minus_tariff_at=_opt_quad(self.max_tp_minus_at),
+            max_q_plus_var=self.max_q_plus,
+            max_q_plus_at=self.max_q_plus_at,
+            max_q_minus_var=self.max_q_minus,
+            max_q_minus_at=self.max_q_minus_at,
+            acc_max_p_plus_w=self.acc_p_plus,
+            acc_max_p_minus_w=self.acc_p_minus,
+            acc_max_q_plus_var=self.acc_q_plus,
+            acc_max_q_minus_var=self.acc_q_minus,
+            debiting_periods=self.debiting_periods,
+            power_threshold_w=self.config.power_threshold_w,
+            power_threshold_count=self.threshold_count,
+            p_plus_w=ap,
+            p_minus_w=am,
+            q_plus_var=q1 + q2,
+            q_minus_var=q3 + q4,
+            p_phase_w=p,
+            q_phase_var=q,
+            voltage_mv=sample.voltage_mv,
+            current_ma=cur,
+            power_factor=_pf(sum(p), sum(q)),
+            power_factor_phase=(_pf(p[0], q[0]), _pf(p[1], q[1]), _pf(p[2], q[2])),
+            hour_counter=self.op_ms // 3_600_000,
+            meter_status=self.status(),
+            rtc_status=RtcStatus(self.rtc),
+            software_version=self.config.software_version,
+            special_data_1=self.special_1,
+            special_data_2=self.special_2,
+            prepayment_enabled=self.config.prepayment,
+            prepayment_wh=wh(self.credit) if self.config.prepayment else None,
+            pulse_count=self.pulse_count,
+            pulses_rejected=self.pulses_rejected,
+            breaker=self.breaker,
+            breaker_reason=self.reason,
+            ct_ratio=self.ct_ratio,
+            ct_ratio_locked=self.ct_locked,
+            secondary_a_plus_wh=sec(self.sec_a_plus),
+            secondary_a_minus_wh=sec(self.sec_a_minus),
+            secondary_r_plus_varh=sec(self.sec_r_plus),
+            secondary_r_minus_varh=sec(self.sec_r_minus),
+        )
+
+    # ---- persistence ----------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-safe (ints, strings, bools, None, lists); from_state(to_state()) is exact."""
+        regs: dict[str, Any] = {name: getattr(self, name) for name in _SCALARS + _OPTIONALS}
+        for name in _QUADS + _OPT_QUADS:
+            regs[name] = list(getattr(self, name))
+        regs["ct_locked"] = self.ct_locked
+        regs["tariff_input"] = self.tariff_input
+        regs["breaker"] = self.breaker.value
+        regs["reason"] = self.reason.value
+        return {"format": STATE_FORMAT, "config": self.config.to_dict(), "registers": regs}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Meter:
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise MeterStateError(f"not a meter state of format {STATE_FORMAT}")
+        config_data, regs = state.get("config"), state.get("registers")
+        if not isinstance(config_data, dict) or not isinstance(regs, dict):
+            raise MeterStateError("meter state needs 'config' and 'registers' objects")
+        try:
+            config = MeterConfig.from_dict(config_data)
+        except MeterConfigError as exc:
+            raise MeterStateError(f"saved config is invalid: {exc}") from exc
+        meter = cls(config, 0.0)
+        try:
+            for name in _SCALARS:
+                setattr(meter, name, _int(regs[name], name))
+            for name in _OPTIONALS:
+                value = regs[name]
+                setattr(meter, name, None if value is None else _int(value, name))
+            for name in _QUADS:
+                setattr(meter, name, [_int(v, name) for v in _list4(regs[name], name)])
+            for name in _OPT_QUADS:
+                setattr(
+                    meter,
+                    name,
+                    [None if v is None else _int(v, name) for v in _list4(regs[name], name)],
+                )
+            meter.ct_locked = _bool(regs["ct_locked"], "ct_locked")
+            meter.tariff_input = _bool(regs["tariff_input"], "tariff_input")
+            meter.breaker = BreakerState(regs["breaker"])
+            meter.reason = DisconnectReason(regs["reason"])
+        except KeyError as exc:
+            raise MeterStateError(f"meter state lacks register {exc.args[0]!r}") from exc
+        except ValueError as exc:
+            if isinstance(exc, MeterStateError):
+                raise
+            raise MeterStateError(f"bad value in meter state: {exc}") from exc
+        if meter.tariff_override not in (None, 1, 2, 3, 4):
+            raise MeterStateError("tariff_override must be 1..4 or null")
+        meter._sample_k = None
+        meter._ensure_sample()
+        return meter
+
+
+def _quad(xs: list[int]) -> Quad:
+    return (xs[0], xs[1], xs[2], xs[3])
+
+
+def _opt_quad(xs: list[int | None]) -> tuple[int | None, int | None, int | None, int | None]:
+    return (xs[0], xs[1], xs[2], xs[3])
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MeterStateError(f"register {name!r} must be an integer, got {value!r}")
+    return value
+
+
+def _bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise MeterStateError(f"{name!r} must be true or false, got {value!r}")
+    return value
+
+
+def _list4(value: Any, name: str) -> list[Any]:
+    if not isinstance(value, list) or len(value) != 4:
+        raise MeterStateError(f"register {name!r} must be a list of 4")
+    return value
+
+
+__all__ = [
+    "MJ_PER_WH",
+    "BreakerState",
+    "CommandRefused",
+    "DisconnectReason",
+    "Meter",
+    "MeterConfig",
+    "MeterConfigError",
+    "MeterSnapshot",
+    "MeterStateError",
+    "MeterStatus",
+    "RtcStatus",
+]
