@@ -87,6 +87,7 @@ class Scheduler:
         self.retry_base = retry_base
         self.storage_retry = storage_retry
         self.listeners: list[PollListener] = []
+        self.latest: dict[str, Poll] = {}  # the last poll of each meter read by this process
         self.health = {m.name: MeterHealth(m.name, m.bus) for m in config.meters}
         self.buses = {b.name: BusStats(b.name) for b in config.buses}
         self.meters = {m.name: m for m in config.meters}
@@ -220,6 +221,7 @@ class Scheduler:
         if scheduled or self._last_slot.get(meter.name, -1) < slot:
             health.next_due = (slot + 1) * meter.interval
         self._last_slot[meter.name] = max(slot, self._last_slot.get(meter.name, slot))
+        self.latest[meter.name] = poll
         self._queue.append(poll)
         self._queued.set()
         for listener in self.listeners:
