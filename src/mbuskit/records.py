@@ -3,14 +3,56 @@
 The record *types* below are the contract every other module codes against; fields may be
 added, never renamed or removed. ``raw`` keeps the exact wire bytes, which is what makes
 ``encode(decode(b)) == b`` exact.
+
+Decoding rules chosen where the standard leaves room (each is tested):
+
+* Integers (data fields 1-4, 6, 7) are signed two's complement (type B), except for VIFs
+  that name identifiers or bit fields (type C/D: fabrication number, bus address, error
+  flags, ..., see ``vif.KIND_UNSIGNED``) and after the combinable extension FC 0x11/0x12.
+* BCD (data fields 9, A, B, C, E, LVAR C0-D9) with a high nibble F in the most significant
+  byte is negative (EN 13757-3 annex A, type A). Any other non-decimal digit makes the value
+  ``None`` and ``valid`` False; the bytes stay in ``data``/``raw``.
+* Variable length (data field D), EN 13757-3:2018 table 5: LVAR 0x00-0xBF is text of LVAR
+  bytes sent last character first (we reverse it, as libmbus does); 0xC0-0xC9 / 0xD0-0xD9 a
+  positive / negative BCD number of (LVAR - 0xC0) * 2 digits, i.e. LVAR - 0xC0 bytes
+  (libmbus reads twice as many bytes, a known bug we do not copy); 0xE0-0xEF binary of
+  LVAR - 0xE0 bytes; 0xF0-0xF4 binary of 4 * (LVAR - 0xEC) bytes; 0xF5 48 and 0xF6 64
+  binary bytes; 0xF7-0xFF are reserved and a DecodeError (the length is unknown). Binary
+  values are returned as ``bytes`` in transmission order.
+* Plain-text VIF 0x7C/0xFC: the length byte and the text (last character first) follow the
+  VIF byte directly, then the VIFEs if the VIF has its extension bit. This is the layout of
+  m-bus.com 8.4.5 ("the true VIF is represented by the following ASCII string"), of libmbus,
+  and of every real telegram we have (Elvaco CMa10 in the libmbus corpus).
+* Dates (EN 13757-3 annex A), chosen by the data length when the VIF (or a combinable VIFE)
+  names a date: 2 bytes type G (date), 3 bytes type J (time of day), 4 bytes type F
+  (date and time to the minute), 6 bytes type I (to the second). Type F years use the
+  hundred-year bits: year = 1900 + 100 * HY + YY, except HY = 0 and YY <= 80, which old
+  meters send for 2000-2080. Types G and I carry no century: YY <= 80 is 20YY, else 19YY.
+  The invalid bit (IV) or an impossible date gives ``value`` None and ``valid`` False.
+* Scaling: value = raw * 10**exponent, an ``int`` when the exponent is >= 0, an exact
+  ``Decimal`` when it is negative, a ``float`` for real32. Multiplicative VIFE corrections
+  (0x70-0x77, 0x7D) change the exponent; an additive correction (0x78-0x7B) adds
+  10**(nn-3) in the unit of the VIF, i.e. 10**(nn-3+exponent of the VIF) in ``unit``.
+* A record whose VIFE carries a record error code (slave to master, E00x xxxx other than
+  0x00) keeps its decoded value but has ``valid`` False and qualifier "error:<name>". The same
+  codes sent master to slave are object actions ("action:<name>", ``from_master=True``).
+* Reserved VIF/VIFE codes are not errors: the record's length is known from the DIF, so it
+  decodes with quantity "unknown" (or an "vife:XX" qualifier). Only what makes the record's
+  length unknown is a DecodeError: reserved special DIFs 0x3F-0x6F and 0x8F-0xFF... with
+  data field F, reserved LVAR codes, truncation, more than 10 DIFEs or VIFEs.
 """
 
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
+from functools import lru_cache
+
+from . import vif as _v
+from .errors import DecodeError, EncodeError
 
 
 class FunctionField(enum.IntEnum):
@@ -30,7 +72,7 @@ class RecordKind(enum.Enum):
     SELECTION = "selection"  # data field 0x8: selection for readout (no value bytes)
 
 
-Value = int | float | Decimal | datetime | date | str | bytes | None
+Value = int | float | Decimal | datetime | date | time | str | bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +108,746 @@ class DataRecord:
     # ("per:hour",), ("limit:lower",), ("quadrant:Q1",); empty when none
     qualifiers: tuple[str, ...] = ()
     valid: bool = True  # False for a date marked invalid (IV bit) or a record error VIFE
+    lvar: int | None = None  # the LVAR byte of a variable-length record (data field 0xD)
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """Why ``decode_records(strict=False)`` stopped: record index, absolute offset, reason."""
+
+    record: int
+    offset: int
+    reason: str
+
+
+class _Building:
+    # A mutable twin of DataRecord with the identical slot layout. decode_records fills one
+    # with plain attribute stores and then re-classes it to DataRecord: the frozen
+    # dataclass __init__ calls object.__setattr__ once per field, which made it five times
+    # slower than everything else a record costs. Nothing else ever sees a _Building.
+    __slots__ = DataRecord.__slots__
+
+    def __init__(  # noqa: PLR0917 (positional arguments are the fast path)
+                 self, raw: bytes, kind: RecordKind, dif: int, dife: tuple[int, ...],
+                 vif: int | None, vife: tuple[int, ...], plain_unit: str | None, data: bytes,
+                 function: FunctionField, storage: int, tariff: int, subunit: int,
+                 quantity: str, unit: str, value: Value, description: str,
+                 more_records_follow: bool, qualifiers: tuple[str, ...], valid: bool,
+                 lvar: int | None) -> None:
+        self.raw = raw
+        self.kind = kind
+        self.dif = dif
+        self.dife = dife
+        self.vif = vif
+        self.vife = vife
+        self.plain_unit = plain_unit
+        self.data = data
+        self.function = function
+        self.storage = storage
+        self.tariff = tariff
+        self.subunit = subunit
+        self.quantity = quantity
+        self.unit = unit
+        self.value = value
+        self.description = description
+        self.more_records_follow = more_records_follow
+        self.qualifiers = qualifiers
+        self.valid = valid
+        self.lvar = lvar
+
+
+def _record(  # noqa: PLR0917 (positional arguments are the fast path)
+            raw: bytes, kind: RecordKind, dif: int, dife: tuple[int, ...], vif: int | None,
+            vife: tuple[int, ...], plain_unit: str | None, data: bytes,
+            function: FunctionField, storage: int, tariff: int, subunit: int, quantity: str,
+            unit: str, value: Value, description: str, more: bool,
+            qualifiers: tuple[str, ...], valid: bool, lvar: int | None) -> DataRecord:
+    obj = _Building(raw, kind, dif, dife, vif, vife, plain_unit, data, function, storage,
+                    tariff, subunit, quantity, unit, value, description, more, qualifiers,
+                    valid, lvar)
+    obj.__class__ = DataRecord  # type: ignore[assignment]
+    return obj  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------------------
+# Tables indexed by byte, built once.
+
+# Data field (DIF bits 3-0) -> value length; -1 variable (LVAR), -2 special function,
+# 0 for "no data" and for 8 "selection for readout" (EN 13757-3:2018 table 4).
+_DATA_LEN = (0, 1, 2, 3, 4, 4, 6, 8, 0, 1, 2, 3, 4, -1, 6, -2)
+_INT_FIELDS = frozenset((1, 2, 3, 4, 6, 7))
+_BCD_FIELDS = frozenset((9, 10, 11, 12, 14))
+_FUNCTIONS = tuple(FunctionField((dif >> 4) & 3) for dif in range(256))
+_MAX_EXT = 10  # EN 13757-3: at most 10 DIFEs and 10 VIFEs
+
+_DATE_SIZES = frozenset((2, 3, 4, 6))
+
+# (quantity, unit, exponent, offset, description, qualifiers, kind, error)
+_Meaning = tuple[str, str, int, int | None, str, tuple[str, ...], int, bool]
+
+_KIND_DATE = _v.KIND_DATE
+_KIND_UNSIGNED = _v.KIND_UNSIGNED
+
+
+def _meaning_of(vif: int, vife: bytes, from_master: bool) -> _Meaning:
+    code = vif & 0x7F
+    used = 0  # VIFEs consumed as table index (0xFB/0xFD and the 0xFD 0xFD second level)
+    entry: _v.VifEntry | None
+    if code in (_v.VIF_EXT_FB, _v.VIF_EXT_FD):
+        if not vife:
+            entry = None
+        elif code == _v.VIF_EXT_FB:
+            entry, used = _v.EXT_FB[vife[0] & 0x7F], 1
+        elif vife[0] & 0x7F == _v.VIFE_FD_SECOND_LEVEL and len(vife) > 1:
+            entry, used = _v.EXT_FD_SECOND[vife[1] & 0x7F], 2
+        else:
+            entry, used = _v.EXT_FD[vife[0] & 0x7F], 1
+    else:
+        entry = _v.PRIMARY[code]
+    if entry is None:
+        entry = _v.UNKNOWN
+    quantity, unit, exponent = entry.quantity, entry.unit, entry.exponent
+    description, kind = entry.description, entry.kind
+    offset: int | None = None
+    qualifiers: list[str] = []
+    error = False
+    vif_exponent = exponent
+    i = used
+    n = len(vife)
+    while i < n:
+        c = vife[i] & 0x7F
+        i += 1
+        item: _v.VifeEntry | None
+        if c == _v.VIFE_EXT_FC:
+            if i >= n:
+                qualifiers.append("vife:7C")
+                break
+            item = _v.EXT_FC[vife[i] & 0x7F]
+            if item is None:
+                qualifiers.append(f"vife:FC{vife[i] & 0x7F:02X}")
+                i += 1
+                continue
+            i += 1
+        elif c == _v.VIFE_MANUFACTURER:
+            # EN 13757-3: the VIFEs after 0x7F/0xFF are manufacturer specific; reading them
+            # as standard codes is the scaling bug of m-bus-parser issue #114.
+            qualifiers.append("manufacturer_vife")
+            break
+        elif from_master and c < 0x10:
+            item = _v.OBJECT_ACTIONS[c]
+        else:
+            item = _v.COMBINABLE[c]
+        if item is None:
+            qualifiers.append(f"vife:{c:02X}")
+            continue
+        if item.qualifier:
+            qualifiers.append(item.qualifier)
+        exponent += item.exponent
+        if item.offset is not None:
+            offset = item.offset + vif_exponent
+        if item.unit is not None:
+            unit, exponent, vif_exponent = item.unit, 0, 0
+        if item.kind is not None:
+            kind = item.kind
+        if item.error:
+            error = True
+        description = f"{description}; {item.description}"
+    return (quantity, unit, exponent, offset, description, tuple(qualifiers), kind, error)
+
+
+_SIMPLE: tuple[_Meaning, ...] = tuple(_meaning_of(code, b"", False) for code in range(0x80))
+
+
+@lru_cache(maxsize=4096)
+def _meaning_cached(vif: int, vife: bytes, from_master: bool) -> _Meaning:
+    return _meaning_of(vif, vife, from_master)
+
+
+# ----------------------------------------------------------------------------------------
+# Value codecs.
+
+def _bcd(data: bytes) -> int | None:
+    # Type A: digits LSB first; a high nibble F in the last byte marks a negative value.
+    digits = data[::-1].hex()
+    if digits.isdigit():
+        return int(digits)
+    if digits[:1] == "f" and digits[1:].isdigit():
+        return -int(digits[1:]) if len(digits) > 1 else None
+    return None
+
+
+def _century(yy: int) -> int:
+    return 2000 + yy if yy <= 80 else 1900 + yy
+
+
+def decode_type_g(data: bytes) -> date | None:
+    """Type G (CP16) date, or None when the date is impossible."""
+    b0, b1 = data[0], data[1]
+    yy = (b0 >> 5) | ((b1 >> 1) & 0x78)
+    try:
+        return date(_century(yy), b1 & 0x0F, b0 & 0x1F) if yy <= 99 else None
+    except ValueError:
+        return None
+
+
+def decode_type_f(data: bytes) -> datetime | None:
+    """Type F (CP32) date and time; None when the IV bit is set or the date is impossible."""
+    b0, b1, b2, b3 = data[0], data[1], data[2], data[3]
+    if b0 & 0x80:
+        return None
+    yy = (b2 >> 5) | ((b3 >> 1) & 0x78)
+    hy = (b1 >> 5) & 0x03
+    if yy > 99:
+        return None
+    year = 2000 + yy if hy == 0 and yy <= 80 else 1900 + 100 * hy + yy
+    try:
+        return datetime(year, b3 & 0x0F, b2 & 0x1F, b1 & 0x1F, b0 & 0x3F)
+    except ValueError:
+        return None
+
+
+def decode_type_i(data: bytes) -> datetime | None:
+    """Type I (CP48) date and time with seconds; None when IV (byte 1 bit 7) is set."""
+    if data[1] & 0x80:
+        return None
+    yy = (data[3] >> 5) | ((data[4] >> 1) & 0x78)
+    if yy > 99:
+        return None
+    try:
+        return datetime(_century(yy), data[4] & 0x0F, data[3] & 0x1F, data[2] & 0x1F,
+                        data[1] & 0x3F, data[0] & 0x3F)
+    except ValueError:
+        return None
+
+
+def decode_type_j(data: bytes) -> time | None:
+    """Type J (CP24) time of day."""
+    try:
+        return time(data[2] & 0x1F, data[1] & 0x3F, data[0] & 0x3F)
+    except ValueError:
+        return None
+
+
+_DATE_DECODERS = {2: decode_type_g, 3: decode_type_j, 4: decode_type_f, 6: decode_type_i}
+
+
+def encode_type_g(value: date) -> bytes:
+    """Type G (CP16): day, month, two-digit year (1981-2080)."""
+    yy = _two_digit_year(value.year)
+    return bytes(((value.day & 0x1F) | ((yy & 0x07) << 5),
+                  (value.month & 0x0F) | ((yy & 0x78) << 1)))
+
+
+def encode_type_f(value: datetime) -> bytes:
+    """Type F (CP32) to the minute, with the hundred-year bits (years 1981-2299)."""
+    if not 1981 <= value.year <= 2299:
+        raise EncodeError(f"type F cannot carry year {value.year} (1981-2299)")
+    hy, yy = divmod(value.year - 1900, 100)
+    return bytes((
+        value.minute & 0x3F,
+        (value.hour & 0x1F) | (hy << 5),
+        (value.day & 0x1F) | ((yy & 0x07) << 5),
+        (value.month & 0x0F) | ((yy & 0x78) << 1),
+    ))
+
+
+def encode_type_i(value: datetime) -> bytes:
+    """Type I (CP48) to the second; day of week filled in, week number 0 (not given)."""
+    yy = _two_digit_year(value.year)
+    return bytes((
+        value.second & 0x3F,
+        value.minute & 0x3F,
+        (value.hour & 0x1F) | (value.isoweekday() << 5),
+        (value.day & 0x1F) | ((yy & 0x07) << 5),
+        (value.month & 0x0F) | ((yy & 0x78) << 1),
+        0,
+    ))
+
+
+def encode_type_j(value: time) -> bytes:
+    """Type J (CP24) time of day."""
+    return bytes((value.second, value.minute, value.hour))
+
+
+def _two_digit_year(year: int) -> int:
+    if not 1981 <= year <= 2080:
+        raise EncodeError(f"a date without century bits covers 1981-2080, not {year}")
+    return year % 100
+
+
+# ----------------------------------------------------------------------------------------
+# Decoder.
+
+_DATA = RecordKind.DATA
+_SELECTION = RecordKind.SELECTION
+_D = Decimal
+_from_bytes = int.from_bytes
+_unpack_f = struct.Struct("<f").unpack_from
+
+
+_POW10: tuple[int, ...] = tuple(10 ** n for n in range(128))
+
+
+def _scale(raw: int | float, exponent: int, offset: int | None) -> int | float | Decimal:
+    if isinstance(raw, float):
+        value = raw * _POW10[exponent] if exponent >= 0 else raw / _POW10[-exponent]
+        return value + 10.0 ** offset if offset is not None else value
+    if offset is not None:
+        # Additive correction: raw * 10^exponent + 10^offset, kept exact.
+        total = _D(raw).scaleb(exponent) + _D(1).scaleb(offset)
+        return int(total) if exponent >= 0 and offset >= 0 else total
+    if exponent >= 0:
+        return raw * _POW10[exponent]
+    return _D(raw).scaleb(exponent)
+
+
+def decode_records(
+    buf: bytes | bytearray | memoryview,
+    offset: int = 0,
+    *,
+    strict: bool = True,
+    diagnostics: list[Diagnostic] | None = None,
+    from_master: bool = False,
+) -> list[DataRecord]:
+    """Decode the data records of an application-layer payload, from ``offset`` to the end.
+
+    ``from_master`` reads VIFE codes 0x00-0x0F as object actions (SND_UD) instead of record
+    errors. With ``strict=False`` a damaged record ends decoding: the records before it are
+    returned and a :class:`Diagnostic` is appended to ``diagnostics``.
+    """
+    data_buf = bytes(buf)
+    end = len(data_buf)
+    if not 0 <= offset <= end:
+        raise DecodeError("records offset outside the buffer", offset=offset,
+                          expected=f"0..{end}")
+    out: list[DataRecord] = []
+    append = out.append
+    pos = offset
+    start = offset
+    try:
+        while pos < end:
+            start = pos
+            dif = data_buf[pos]
+            pos += 1
+            field = dif & 0x0F
+            if field == 0x0F:
+                pos = _special(data_buf, dif, start, end, out)
+                continue
+            storage = (dif >> 6) & 1
+            tariff = subunit = 0
+            if dif & 0x80:
+                i = 0
+                while True:
+                    if pos >= end:
+                        raise DecodeError("premature end of DIFE", offset=pos,
+                                          record=len(out), expected="DIFE")
+                    if i == _MAX_EXT:
+                        raise DecodeError("more than 10 DIFEs", offset=pos, record=len(out),
+                                          expected="VIF")
+                    d = data_buf[pos]
+                    pos += 1
+                    storage |= (d & 0x0F) << (1 + 4 * i)
+                    tariff |= ((d >> 4) & 0x03) << (2 * i)
+                    subunit |= ((d >> 6) & 0x01) << i
+                    i += 1
+                    if not d & 0x80:
+                        break
+                dife = tuple(data_buf[start + 1:pos])
+            else:
+                dife = ()
+            if pos >= end:
+                raise DecodeError("premature end of record before VIF", offset=pos,
+                                  record=len(out), expected="VIF")
+            vif = data_buf[pos]
+            pos += 1
+            plain: str | None = None
+            if vif & 0x7F == 0x7C:
+                if pos >= end:
+                    raise DecodeError("premature end of plain-text VIF", offset=pos,
+                                      record=len(out), expected="length byte")
+                n = data_buf[pos]
+                if pos + 1 + n > end:
+                    raise DecodeError("premature end of plain-text VIF", offset=end,
+                                      record=len(out), expected=f"{n} characters")
+                plain = data_buf[pos + 1:pos + 1 + n][::-1].decode("latin-1")
+                pos += 1 + n
+            if vif & 0x80:
+                vstart = pos
+                i = 0
+                while True:
+                    if pos >= end:
+                        raise DecodeError("premature end of VIFE", offset=pos,
+                                          record=len(out), expected="VIFE")
+                    if i == _MAX_EXT:
+                        raise DecodeError("more than 10 VIFEs", offset=pos, record=len(out),
+                                          expected="data")
+                    i += 1
+                    pos += 1
+                    if not data_buf[pos - 1] & 0x80:
+                        break
+                vife_bytes = data_buf[vstart:pos]
+                vife = tuple(vife_bytes)
+                meaning = _meaning_cached(vif, vife_bytes, from_master)
+            else:
+                vife = ()
+                meaning = _SIMPLE[vif]
+            quantity, unit, exponent, add, description, qualifiers, kind, error = meaning
+            if plain is not None:
+                quantity, unit = "plain_text", plain
+            lvar: int | None = None
+            length = _DATA_LEN[field]
+            if field == 8:
+                append(_record(data_buf[start:pos], _SELECTION, dif, dife, vif, vife, plain,
+                               b"", _FUNCTIONS[dif], storage, tariff, subunit, quantity,
+                               unit, None, description, False, qualifiers, True, None))
+                continue
+            if length < 0:
+                if pos >= end:
+                    raise DecodeError("premature end of data: LVAR missing", offset=pos,
+                                      record=len(out), expected="LVAR")
+                lvar = data_buf[pos]
+                pos += 1
+                length = _lvar_length(lvar, pos, len(out))
+            if pos + length > end:
+                raise DecodeError(f"premature end of data: {end - pos} of {length} bytes",
+                                  offset=end, record=len(out), expected=f"{length} bytes")
+            data = data_buf[pos:pos + length]
+            pos += length
+            valid = not error
+            value: Value
+            if field in _INT_FIELDS:
+                if kind == _KIND_DATE and length in _DATE_SIZES:
+                    value = _DATE_DECODERS[length](data)
+                    valid = valid and value is not None
+                else:
+                    raw = _from_bytes(data, "little", signed=kind != _KIND_UNSIGNED)
+                    value = _scale(raw, exponent, add) if exponent or add is not None else raw
+            elif field in _BCD_FIELDS:
+                bcd = _bcd(data)
+                if bcd is None:
+                    value, valid = None, False
+                else:
+                    value = _scale(bcd, exponent, add) if exponent or add is not None else bcd
+            elif field == 5:
+                value = _scale(_unpack_f(data)[0], exponent, add)
+            elif field == 0x0D:
+                value, valid = _lvar_value(lvar, data, exponent, add, valid)
+            else:  # data field 0: no data
+                value = None
+            append(_record(data_buf[start:pos], _DATA, dif, dife, vif, vife, plain, data,
+                           _FUNCTIONS[dif], storage, tariff, subunit, quantity, unit, value,
+                           description, False, qualifiers, valid, lvar))
+    except DecodeError as exc:
+        if strict:
+            raise
+        if diagnostics is not None:
+            diagnostics.append(Diagnostic(len(out), start, str(exc)))
+    return out
+
+
+def _special(buf: bytes, dif: int, start: int, end: int, out: list[DataRecord]) -> int:
+    # DIF with data field 0xF: special functions, EN 13757-3:2018 table 6.
+    if dif == 0x2F:
+        out.append(_FILLER_RECORD)
+        return start + 1
+    if dif in (0x0F, 0x1F):
+        rest = buf[start + 1:end]
+        out.append(_record(buf[start:end], RecordKind.MANUFACTURER, dif, (), None, (), None, rest,
+                       FunctionField.INSTANTANEOUS, 0, 0, 0, "manufacturer_specific", "", rest,
+                       "Manufacturer specific data", dif == 0x1F, (), True, None))
+        return end
+    if dif == 0x7F:
+        out.append(_GLOBAL_RECORD)
+        return start + 1
+    raise DecodeError(f"reserved special DIF {dif:02X}", offset=start, record=len(out),
+                      expected="DIF 0F, 1F, 2F or 7F")
+
+
+def _lvar_length(lvar: int, pos: int, index: int) -> int:
+    if lvar <= 0xBF:
+        return lvar
+    if 0xC0 <= lvar <= 0xC9:
+        return lvar - 0xC0
+    if 0xD0 <= lvar <= 0xD9:
+        return lvar - 0xD0
+    if 0xE0 <= lvar <= 0xEF:
+        return lvar - 0xE0
+    if 0xF0 <= lvar <= 0xF4:
+        return 4 * (lvar - 0xEC)
+    if lvar == 0xF5:
+        return 48
+    if lvar == 0xF6:
+        return 64
+    raise DecodeError(f"reserved LVAR {lvar:02X}", offset=pos - 1, record=index,
+                      expected="LVAR 00-C9, D0-D9, E0-F6")
+
+
+def _lvar_value(lvar: int | None, data: bytes, exponent: int, add: int | None,
+                valid: bool) -> tuple[Value, bool]:
+    assert lvar is not None
+    if lvar <= 0xBF:
+        return data[::-1].decode("latin-1"), valid
+    if lvar <= 0xD9:
+        digits = data[::-1].hex()
+        if not digits.isdigit() and digits:
+            return None, False
+        number = int(digits) if digits else 0
+        if lvar >= 0xD0:
+            number = -number
+        return _scale(number, exponent, add), valid
+    return data, valid
+
+
+_FILLER_RECORD = DataRecord(b"\x2f", RecordKind.FILLER, 0x2F, quantity="filler",
+                            description="Idle filler")
+_GLOBAL_RECORD = DataRecord(b"\x7f", RecordKind.GLOBAL_READOUT, 0x7F,
+                            quantity="global_readout", description="Global readout request")
+GLOBAL_READOUT = _GLOBAL_RECORD
+FILLER = _FILLER_RECORD
+
+
+def encode_records(records: list[DataRecord] | tuple[DataRecord, ...]) -> bytes:
+    """The wire bytes of ``records``: their ``raw`` bytes concatenated."""
+    return b"".join(r.raw for r in records)
+
+
+# ----------------------------------------------------------------------------------------
+# Encoder: records from meaning.
+
+def _dib(data_field: int, function: FunctionField | int, storage: int, tariff: int,
+         subunit: int) -> bytes:
+    if not 0 <= data_field <= 0x0F:
+        raise EncodeError(f"data field must be 0-15, got {data_field}")
+    if storage < 0 or tariff < 0 or subunit < 0:
+        raise EncodeError("storage, tariff and subunit must not be negative")
+    func = int(function)
+    if not 0 <= func <= 3:
+        raise EncodeError(f"function field must be 0-3, got {func}")
+    difes: list[int] = []
+    rest_s, rest_t, rest_u = storage >> 1, tariff, subunit
+    while rest_s or rest_t or rest_u:
+        difes.append((rest_s & 0x0F) | ((rest_t & 0x03) << 4) | ((rest_u & 0x01) << 6))
+        rest_s, rest_t, rest_u = rest_s >> 4, rest_t >> 2, rest_u >> 1
+    if len(difes) > _MAX_EXT:
+        raise EncodeError(f"storage {storage}, tariff {tariff}, subunit {subunit} need "
+                          f"{len(difes)} DIFEs, at most 10")
+    dif = data_field | (func << 4) | ((storage & 1) << 6) | (0x80 if difes else 0)
+    for i in range(len(difes) - 1):
+        difes[i] |= 0x80
+    return bytes((dif, *difes))
+
+
+def _check_vib(vib: bytes) -> int:
+    # The VIB must be exactly one VIF, its plain text if any, and its VIFEs; returns the
+    # index where the VIFEs begin.
+    if not vib:
+        raise EncodeError("VIF bytes are empty")
+    pos = 1
+    if vib[0] & 0x7F == 0x7C:
+        if len(vib) < 2 or len(vib) < 2 + vib[1]:
+            raise EncodeError("plain-text VIF needs a length byte and that many characters")
+        pos = 2 + vib[1]
+    vstart = pos
+    more = bool(vib[0] & 0x80)
+    while more:
+        if pos >= len(vib):
+            raise EncodeError("VIF bytes end while the extension bit asks for another VIFE")
+        more = bool(vib[pos] & 0x80)
+        pos += 1
+    if pos != len(vib):
+        raise EncodeError("VIF bytes continue after a VIFE without extension bit")
+    if pos - vstart > _MAX_EXT:
+        raise EncodeError(f"{pos - vstart} VIFEs, at most 10")
+    return vstart
+
+
+def _unscale(value: Value, exponent: int, offset: int | None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal, float)):
+        raise EncodeError(f"a number is needed, got {type(value).__name__}")
+    number = _D(repr(value)) if isinstance(value, float) else _D(value)
+    if not number.is_finite():
+        raise EncodeError(f"{value} is not finite")
+    if offset is not None:
+        number -= _D(1).scaleb(offset)
+    scaled = number.scaleb(-exponent)
+    if scaled != scaled.to_integral_value():
+        raise EncodeError(f"{value} is not a multiple of 10^{exponent}")
+    return int(scaled)
+
+
+def _encode_int(raw: int, size: int, signed: bool) -> bytes:
+    try:
+        return raw.to_bytes(size, "little", signed=signed)
+    except OverflowError:
+        raise EncodeError(f"{raw} does not fit in {size} bytes"
+                          f" ({'signed' if signed else 'unsigned'})") from None
+
+
+def _encode_bcd(raw: int, size: int) -> bytes:
+    digits = size * 2
+    if raw < 0:
+        text = str(-raw)
+        if len(text) > digits - 1:
+            raise EncodeError(f"{raw} needs more than {digits - 1} BCD digits plus sign")
+        text = "f" + text.rjust(digits - 1, "0")
+    else:
+        text = str(raw)
+        if len(text) > digits:
+            raise EncodeError(f"{raw} needs more than {digits} BCD digits")
+        text = text.rjust(digits, "0")
+    return bytes.fromhex(text)[::-1]
+
+
+def _encode_value(value: Value, data_field: int, meaning: _Meaning) -> bytes:
+    _, _, exponent, offset, _, _, kind, _ = meaning
+    size = _DATA_LEN[data_field]
+    if data_field in (0, 8):
+        if value is not None:
+            raise EncodeError(f"data field {data_field} carries no value, got {value!r}")
+        return b""
+    if data_field == 0x0F:
+        raise EncodeError("data field F is a special function, not a value")
+    if kind == _KIND_DATE and data_field in _INT_FIELDS and size in _DATE_SIZES:
+        return _encode_date(value, size)
+    if data_field == 5:
+        if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+            raise EncodeError(f"real32 needs a number, got {type(value).__name__}")
+        number = float(value) - (10.0 ** offset if offset is not None else 0.0)
+        number = number / 10 ** exponent if exponent >= 0 else number * 10 ** -exponent
+        try:
+            return struct.pack("<f", number)
+        except OverflowError:
+            raise EncodeError(f"{value} overflows real32") from None
+    if data_field == 0x0D:
+        return _encode_lvar(value, exponent, offset)
+    raw = _unscale(value, exponent, offset)
+    if data_field in _INT_FIELDS:
+        return _encode_int(raw, size, kind != _KIND_UNSIGNED)
+    return _encode_bcd(raw, size)
+
+
+def _encode_date(value: Value, size: int) -> bytes:
+    if size == 3:
+        if not isinstance(value, time):
+            raise EncodeError("a type J record needs a datetime.time")
+        return encode_type_j(value)
+    if size == 2:
+        if not isinstance(value, date) or isinstance(value, datetime):
+            raise EncodeError("a type G record needs a datetime.date")
+        return encode_type_g(value)
+    if not isinstance(value, datetime):
+        raise EncodeError("a type F/I record needs a datetime.datetime")
+    if size == 4:
+        if value.second or value.microsecond:
+            raise EncodeError("type F has no seconds")
+        return encode_type_f(value)
+    if value.microsecond:
+        raise EncodeError("type I has no fractions of a second")
+    return encode_type_i(value)
+
+
+def _encode_lvar(value: Value, exponent: int, offset: int | None) -> bytes:
+    if isinstance(value, str):
+        text = value.encode("latin-1", errors="strict") if value.isascii() else None
+        if text is None or len(text) > 0xBF:
+            raise EncodeError("LVAR text must be ASCII of at most 191 characters")
+        return bytes((len(text),)) + text[::-1]
+    if isinstance(value, (bytes, bytearray)):
+        n = len(value)
+        if n <= 15:
+            return bytes((0xE0 + n,)) + bytes(value)
+        for code, size in ((0xF0, 16), (0xF1, 20), (0xF2, 24), (0xF3, 28), (0xF4, 32),
+                           (0xF5, 48), (0xF6, 64)):
+            if n == size:
+                return bytes((code,)) + bytes(value)
+        raise EncodeError(f"no LVAR code for {n} binary bytes")
+    raw = _unscale(value, exponent, offset)
+    digits = str(abs(raw))
+    if len(digits) % 2:
+        digits = "0" + digits
+    if len(digits) > 18:
+        raise EncodeError(f"{raw} needs more than 18 BCD digits")
+    body = bytes.fromhex(digits)[::-1] if raw else b""
+    return bytes(((0xD0 if raw < 0 else 0xC0) + len(body),)) + body
+
+
+def build_record(
+    *,
+    vif: bytes,
+    value: Value,
+    data_field: int,
+    function: FunctionField = FunctionField.INSTANTANEOUS,
+    storage: int = 0,
+    tariff: int = 0,
+    subunit: int = 0,
+    from_master: bool = False,
+) -> DataRecord:
+    """Build the record that carries ``value`` (in the unit decode gives for ``vif``).
+
+    ``vif`` is the whole VIB as sent: VIF, plain text if any, VIFEs. Returns exactly what
+    :func:`decode_records` returns for the bytes; raises EncodeError when the value cannot be
+    represented (overflow, not a multiple of the VIF's scale, out-of-range date, ...).
+    """
+    vib = bytes(vif)
+    vstart = _check_vib(vib)
+    if data_field == 0x0F:
+        raise EncodeError("data field F is a special function; use manufacturer_record, "
+                          "FILLER or GLOBAL_READOUT")
+    if vib[0] & 0x80:
+        meaning = _meaning_cached(vib[0], vib[vstart:], from_master)
+    else:
+        meaning = _SIMPLE[vib[0]]
+    payload = _encode_value(value, data_field, meaning)
+    raw = _dib(data_field, function, storage, tariff, subunit) + vib + payload
+    (record,) = decode_records(raw, from_master=from_master)
+    return record
+
+
+def selection_record(
+    vif: bytes,
+    *,
+    function: FunctionField = FunctionField.INSTANTANEOUS,
+    storage: int = 0,
+    tariff: int = 0,
+    subunit: int = 0,
+) -> DataRecord:
+    """A readout-selection record (DIF data field 8, no value), EN 13757-3 6.3.4."""
+    return build_record(vif=vif, value=None, data_field=8, function=function,
+                        storage=storage, tariff=tariff, subunit=subunit)
+
+
+def global_readout_record() -> DataRecord:
+    """DIF 0x7F: request every record (master to slave)."""
+    return GLOBAL_READOUT
+
+
+def manufacturer_record(data: bytes, *, more_records_follow: bool = False) -> DataRecord:
+    """DIF 0x0F (or 0x1F when more records follow in the next telegram) plus ``data``."""
+    raw = bytes((0x1F if more_records_follow else 0x0F,)) + bytes(data)
+    (record,) = decode_records(raw)
+    return record
+
+
+__all__ = [
+    "FILLER",
+    "GLOBAL_READOUT",
+    "DataRecord",
+    "Diagnostic",
+    "FunctionField",
+    "RecordKind",
+    "Value",
+    "build_record",
+    "decode_records",
+    "decode_type_f",
+    "decode_type_g",
+    "decode_type_i",
+    "decode_type_j",
+    "encode_records",
+    "encode_type_f",
+    "encode_type_g",
+    "encode_type_i",
+    "encode_type_j",
+    "global_readout_record",
+    "manufacturer_record",
+    "selection_record",
+]
