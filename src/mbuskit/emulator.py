@@ -1,0 +1,671 @@
+"""A process full of emulated Kamstrup meters behind M-Bus gateways (``mbus emulate``).
+
+What to serve comes from ``--meters N --seed S`` (N meters on primary addresses 1..N with
+distinct meter numbers and serial numbers drawn from the seed) or from a TOML file:
+
+```toml
+[emulator]            # all optional
+host = "127.0.0.1"
+baud = 2400           # default for the gateways
+speed = 1.0           # meter clocks run this many times faster than wall time
+realtime = false      # wait as the wire would (EN 13757-2 timing) before answering
+state = "state/"      # keep the meters across restarts
+save_interval = 60    # seconds between state saves
+
+[[gateways]]
+port = 10001          # a TCP gateway, or: serial = "pty" / "/dev/ttyUSB0"
+
+[[gateways.meters]]
+address = 1           # primary address, 0..250 (0 = factory default)
+meter_number = 12345678   # secondary address (8 digits)
+serial = 70000001     # fabrication number (8 digits, enhanced secondary address)
+variant = "direct"    # or "ct"
+key = "000102030405060708090A0B0C0D0E0F"   # AES-128 key: telegrams encrypted (mode 5)
+profile = { base_load_w = 300, variable_load_w = 2000 }   # load profile
+```
+Errors in the file name the line. The meters' clocks follow wall time, scaled by ``speed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import time
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from . import timing
+from .errors import LocalError, MBusError
+from .transport.server import Gateway, SerialServer, serve_serial, serve_tcp
+
+log = logging.getLogger("mbuskit.emulator")
+
+ADDRESS_MAX = 250  # EN 13757-2 primary addresses; 0 is the module's factory default
+MAX_METERS_PER_GATEWAY = 250
+_NUMBER_LOW = 10_000_000  # meter/serial numbers drawn with 8 significant digits
+
+
+class EmulatorConfigError(LocalError):
+    """The emulator was asked to serve something it cannot (bad option or config file).
+
+    ``line`` is the line of the config file the problem is on, when known.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None,
+                 line: int | None = None) -> None:
+        self.source = source
+        self.line = line
+        where = ""
+        if source is not None:
+            where = f"{source}:{line}: " if line is not None else f"{source}: "
+        super().__init__(where + message)
+
+
+@dataclass(frozen=True, slots=True)
+class MeterSpec:
+    """One meter to emulate; ``options`` are further ``MeterConfig`` fields."""
+
+    address: int
+    meter_number: int
+    serial_number: int
+    variant: str = "direct"
+    key: bytes | None = None
+    profile: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySpec:
+    """One bus: served on a TCP port, or on a serial device / new pty."""
+
+    meters: tuple[MeterSpec, ...]
+    port: int | None = None
+    serial: str | None = None
+    baud: int = 2400
+
+    @property
+    def label(self) -> str:
+        return f"tcp port {self.port}" if self.port is not None else f"serial {self.serial}"
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorConfig:
+    gateways: tuple[GatewaySpec, ...]
+    host: str = "127.0.0.1"
+    speed: float = 1.0
+    realtime: bool = False
+    state_dir: Path | None = None
+    save_interval: float = 60.0
+    start: float | None = None  # the meters' clock at start (None: wall time)
+
+    def __post_init__(self) -> None:
+        if not self.gateways:
+            raise EmulatorConfigError("nothing to serve: no gateways")
+        if not self.speed > 0:
+            raise EmulatorConfigError(f"speed must be > 0, got {self.speed}")
+        if not self.save_interval > 0:
+            raise EmulatorConfigError(f"save interval must be > 0, got {self.save_interval}")
+        check_distinct(self.gateways)
+
+    @property
+    def meters(self) -> list[MeterSpec]:
+        return [m for g in self.gateways for m in g.meters]
+
+
+def check_distinct(gateways: Sequence[GatewaySpec], source: str | None = None,
+                   lines: _Lines | None = None) -> None:
+    """Meter and serial numbers are unique in the process; addresses unique per bus."""
+    numbers: set[int] = set()
+    serials: set[int] = set()
+    ports: set[int] = set()
+    for g_index, gateway in enumerate(gateways):
+        if gateway.port is not None:
+            if gateway.port in ports:
+                raise EmulatorConfigError(
+                    f"TCP port {gateway.port} is served twice", source=source,
+                    line=lines.find(g_index, None, "port") if lines else None)
+            ports.add(gateway.port)
+        addresses: set[int] = set()
+        for m_index, meter in enumerate(gateway.meters):
+            def line(key: str, gi: int = g_index, mi: int = m_index) -> int | None:
+                return lines.find(gi, mi, key) if lines else None
+
+            if meter.address in addresses and meter.address != 0:
+                raise EmulatorConfigError(
+                    f"primary address {meter.address} is used twice on {gateway.label}",
+                    source=source, line=line("address"))
+            addresses.add(meter.address)
+            if meter.meter_number in numbers:
+                raise EmulatorConfigError(
+                    f"meter number {meter.meter_number:08d} is used twice", source=source,
+                    line=line("meter_number"))
+            numbers.add(meter.meter_number)
+            if meter.serial_number in serials:
+                raise EmulatorConfigError(
+                    f"serial number {meter.serial_number:08d} is used twice", source=source,
+                    line=line("serial"))
+            serials.add(meter.serial_number)
+
+
+# -- seeded populations ----------------------------------------------------------------------
+
+def seeded_meters(count: int, seed: int, *, first_address: int = 1,
+                  avoid: set[int] | None = None) -> list[MeterSpec]:
+    """``count`` meters on addresses ``first_address``.. with distinct numbers from ``seed``.
+
+    The same seed always gives the same meters, so a master's expectations can be computed.
+    """
+    if count < 1:
+        raise EmulatorConfigError(f"need at least one meter, got {count}")
+    if first_address < 1 or first_address + count - 1 > ADDRESS_MAX:
+        raise EmulatorConfigError(
+            f"{count} meters from address {first_address} do not fit in 1..{ADDRESS_MAX}")
+    rng = random.Random(seed)
+    taken = set(avoid or ())
+    meters = []
+    for i in range(count):
+        numbers = []
+        for _ in range(2):
+            while True:
+                n = rng.randrange(_NUMBER_LOW, 100_000_000)
+                if n not in taken:
+                    taken.add(n)
+                    numbers.append(n)
+                    break
+        meters.append(MeterSpec(address=first_address + i, meter_number=numbers[0],
+                                serial_number=numbers[1], seed=rng.getrandbits(32)))
+    return meters
+
+
+def seeded_config(*, meters: int, seed: int, port: int | None = None, gateways: int = 1,
+                  serial: str | None = None, baud: int = 2400, **options: Any) -> EmulatorConfig:
+    """``gateways`` TCP buses on ports ``port``, ``port`` + 1, ... each with ``meters`` meters
+    (or one bus on ``serial``), all numbers distinct across the process."""
+    timing.check_baud(baud)
+    if meters > MAX_METERS_PER_GATEWAY:
+        raise EmulatorConfigError(
+            f"{meters} meters per bus: primary addresses allow at most {MAX_METERS_PER_GATEWAY}")
+    if gateways < 1:
+        raise EmulatorConfigError(f"need at least one gateway, got {gateways}")
+    if serial is not None and gateways != 1:
+        raise EmulatorConfigError("a serial line carries one bus; --gateways needs --tcp")
+    if serial is None and port is None:
+        raise EmulatorConfigError("say where to serve: a TCP port or a serial device")
+    if port is not None and (port < 0 or port + gateways - 1 > 65535
+                             or (port == 0 and gateways > 1)):
+        raise EmulatorConfigError(f"TCP ports {port}..{port + gateways - 1} are not all valid")
+    specs = []
+    taken: set[int] = set()
+    rng = random.Random(seed)
+    for g in range(gateways):
+        bus = seeded_meters(meters, rng.getrandbits(64), avoid=taken)
+        taken.update(m.meter_number for m in bus)
+        taken.update(m.serial_number for m in bus)
+        specs.append(GatewaySpec(meters=tuple(bus), baud=baud,
+                                 port=None if port is None else port + g, serial=serial))
+    return EmulatorConfig(gateways=tuple(specs), **options)
+
+
+# -- TOML config --------------------------------------------------------------------------------
+
+_HEADER = re.compile(r"^\s*\[\[\s*([A-Za-z0-9_.\s]+?)\s*\]\]")
+_TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\s]+?)\s*\]")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
+
+
+class _Lines:
+    """Where each gateway / meter table and key of the config file is (tomllib keeps no lines)."""
+
+    def __init__(self, text: str) -> None:
+        self._keys: dict[tuple[int | None, int | None, str], int] = {}
+        self._tables: dict[tuple[int | None, int | None], int] = {}
+        gateway: int | None = None
+        meter: int | None = None
+        section: tuple[int | None, int | None] | None = None
+        g_count = -1
+        m_count = -1
+        for number, raw in enumerate(text.splitlines(), start=1):
+            line = raw
+            match = _HEADER.match(line)
+            if match:
+                name = re.sub(r"\s", "", match.group(1))
+                if name == "gateways":
+                    g_count += 1
+                    m_count = -1
+                    gateway, meter = g_count, None
+                    section = (gateway, None)
+                elif name == "gateways.meters":
+                    m_count += 1
+                    meter = m_count
+                    section = (gateway, meter)
+                else:
+                    section = None
+                if section is not None:
+                    self._tables[section] = number
+                continue
+            match = _TABLE.match(line)
+            if match:
+                name = re.sub(r"\s", "", match.group(1))
+                if name == "emulator":
+                    section = (None, None)
+                    self._tables[section] = number
+                elif name.startswith("gateways.meters."):
+                    section = (gateway, meter)  # a sub-table (profile) of the current meter
+                else:
+                    section = None
+                continue
+            match = _KEY.match(line)
+            if match and section is not None:
+                self._keys.setdefault((section[0], section[1], match.group(1)), number)
+
+    def find(self, gateway: int | None, meter: int | None, key: str | None = None) -> int | None:
+        if key is not None and (gateway, meter, key) in self._keys:
+            return self._keys[(gateway, meter, key)]
+        return self._tables.get((gateway, meter))
+
+
+_EMULATOR_KEYS = {"host", "baud", "speed", "realtime", "state", "save_interval"}
+_GATEWAY_KEYS = {"port", "serial", "baud", "meters"}
+_METER_KEYS = {"address", "meter_number", "serial", "variant", "key", "profile", "seed"}
+
+
+def load_config(path: str | Path, **overrides: Any) -> EmulatorConfig:
+    """Read a TOML emulator config; ``overrides`` (from the command line) win over the file."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise EmulatorConfigError(f"cannot read: {exc.strerror or exc}", source=source) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        if line is None:
+            found = re.search(r"line (\d+)", str(exc))
+            line = int(found.group(1)) if found else None
+        raise EmulatorConfigError(f"not valid TOML: {exc}", source=source, line=line) from exc
+    return parse_config(data, source=source, lines=_Lines(text), **overrides)
+
+
+def parse_config(data: Mapping[str, Any], *, source: str = "<config>",
+                 lines: _Lines | None = None, **overrides: Any) -> EmulatorConfig:
+    def fail(message: str, gateway: int | None = None, meter: int | None = None,
+             key: str | None = None) -> EmulatorConfigError:
+        return EmulatorConfigError(message, source=source,
+                                   line=lines.find(gateway, meter, key) if lines else None)
+
+    unknown = set(data) - {"emulator", "gateways"}
+    if unknown:
+        raise fail(f"unknown top-level keys {sorted(unknown)} (expected [emulator], "
+                   "[[gateways]])")
+    head = data.get("emulator", {})
+    if not isinstance(head, Mapping):
+        raise fail("[emulator] must be a table")
+    for key in set(head) - _EMULATOR_KEYS:
+        raise fail(f"unknown key {key!r} in [emulator] (known: {sorted(_EMULATOR_KEYS)})",
+                   None, None, key)
+    default_baud = _int(head.get("baud", 2400), lambda m: fail(m, None, None, "baud"), "baud")
+    try:
+        timing.check_baud(default_baud)
+    except MBusError as exc:
+        raise fail(str(exc), None, None, "baud") from exc
+    raw_gateways = data.get("gateways")
+    if not isinstance(raw_gateways, list) or not raw_gateways:
+        raise fail("no [[gateways]]: nothing to serve")
+    gateways = []
+    for g, raw in enumerate(raw_gateways):
+        gateways.append(_gateway(raw, g, default_baud, fail))
+    options: dict[str, Any] = {
+        "host": head.get("host", "127.0.0.1"),
+        "speed": head.get("speed", 1.0),
+        "realtime": head.get("realtime", False),
+        "save_interval": head.get("save_interval", 60.0),
+    }
+    if "state" in head:
+        options["state_dir"] = Path(str(head["state"]))
+    for key, kind in (("host", str), ("realtime", bool)):
+        if not isinstance(options[key], kind):
+            raise fail(f"{key} must be a {kind.__name__}", None, None, key)
+    for key in ("speed", "save_interval"):
+        if isinstance(options[key], bool) or not isinstance(options[key], int | float):
+            raise fail(f"{key} must be a number", None, None, key)
+        options[key] = float(options[key])
+        if options[key] <= 0:
+            raise fail(f"{key} must be > 0", None, None, key)
+    options.update({k: v for k, v in overrides.items() if v is not None})
+    check_distinct(gateways, source, lines)
+    return EmulatorConfig(gateways=tuple(gateways), **options)
+
+
+Fail = Callable[..., EmulatorConfigError]
+
+
+def _int(value: Any, fail: Callable[[str], EmulatorConfigError], name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise fail(f"{name} must be an integer, got {value!r}")
+    return value
+
+
+def _gateway(raw: Any, g: int, default_baud: int, fail: Fail) -> GatewaySpec:
+    if not isinstance(raw, Mapping):
+        raise fail("a [[gateways]] entry must be a table", g)
+    for key in set(raw) - _GATEWAY_KEYS:
+        raise fail(f"unknown key {key!r} in gateway {g + 1} (known: {sorted(_GATEWAY_KEYS)})",
+                   g, None, key)
+    port = raw.get("port")
+    serial = raw.get("serial")
+    if (port is None) == (serial is None):
+        raise fail(f"gateway {g + 1} needs exactly one of port = N or serial = \"DEVICE|pty\"", g)
+    if port is not None:
+        port = _int(port, lambda m: fail(m, g, None, "port"), "port")
+        if not 0 < port < 65536:
+            raise fail(f"port {port} is not a TCP port", g, None, "port")
+    if serial is not None and (not isinstance(serial, str) or not serial):
+        raise fail("serial must be a device path or \"pty\"", g, None, "serial")
+    baud = _int(raw.get("baud", default_baud), lambda m: fail(m, g, None, "baud"), "baud")
+    try:
+        timing.check_baud(baud)
+    except MBusError as exc:
+        raise fail(str(exc), g, None, "baud") from exc
+    raw_meters = raw.get("meters")
+    if not isinstance(raw_meters, list) or not raw_meters:
+        raise fail(f"gateway {g + 1} has no [[gateways.meters]]", g)
+    if len(raw_meters) > MAX_METERS_PER_GATEWAY:
+        raise fail(f"gateway {g + 1} has {len(raw_meters)} meters, at most "
+                   f"{MAX_METERS_PER_GATEWAY}", g)
+    meters = tuple(_meter(m, g, i, fail) for i, m in enumerate(raw_meters))
+    return GatewaySpec(meters=meters, port=port, serial=serial, baud=baud)
+
+
+def _meter(raw: Any, g: int, i: int, fail: Fail) -> MeterSpec:
+    if not isinstance(raw, Mapping):
+        raise fail("a [[gateways.meters]] entry must be a table", g, i)
+    where = f"meter {i + 1} of gateway {g + 1}"
+    for key in ("address", "meter_number", "serial"):
+        if key not in raw:
+            raise fail(f"{where} lacks {key}", g, i)
+    values: dict[str, int] = {}
+    for key in ("address", "meter_number", "serial", "seed"):
+        if key in raw:
+            def bad(message: str, k: str = key) -> EmulatorConfigError:
+                return fail(message, g, i, k)
+
+            values[key] = _int(raw[key], bad, key)
+    if not 0 <= values["address"] <= ADDRESS_MAX:
+        raise fail(f"{where}: address {values['address']} is not 0..{ADDRESS_MAX}",
+                   g, i, "address")
+    for key in ("meter_number", "serial"):
+        if not 0 <= values[key] <= 99_999_999:
+            raise fail(f"{where}: {key} must have at most 8 digits", g, i, key)
+    variant = raw.get("variant", "direct")
+    if variant not in ("direct", "ct"):
+        raise fail(f"{where}: variant must be \"direct\" or \"ct\"", g, i, "variant")
+    key_bytes: bytes | None = None
+    if "key" in raw:
+        text = raw["key"]
+        try:
+            key_bytes = bytes.fromhex(text) if isinstance(text, str) else None
+        except ValueError:
+            key_bytes = None
+        if key_bytes is None or len(key_bytes) != 16:
+            raise fail(f"{where}: key must be 32 hex digits (AES-128)", g, i, "key")
+    profile = raw.get("profile", {})
+    if not isinstance(profile, Mapping):
+        raise fail(f"{where}: profile must be a table", g, i, "profile")
+    if profile:
+        from .devices.meter_profile import LoadProfile
+
+        try:
+            LoadProfile.from_dict(dict(profile))
+        except MBusError as exc:
+            raise fail(f"{where}: profile: {exc}", g, i, "profile") from exc
+    options = {k: v for k, v in raw.items() if k not in _METER_KEYS}
+    spec = MeterSpec(address=values["address"], meter_number=values["meter_number"],
+                     serial_number=values["serial"], variant=variant, key=key_bytes,
+                     profile=dict(profile), seed=values.get("seed", values["serial"]),
+                     options=options)
+    try:
+        meter_config(spec)
+    except MBusError as exc:
+        raise fail(f"{where}: {exc}", g, i) from exc
+    return spec
+
+
+# -- building the meters ----------------------------------------------------------------------
+
+def meter_config(spec: MeterSpec) -> Any:
+    """The ``MeterConfig`` of a spec (raises MBusError for fields the model refuses)."""
+    from .devices.meter import MeterConfig
+
+    data: dict[str, Any] = dict(spec.options)
+    data.update(serial_number=spec.serial_number, meter_number=spec.meter_number,
+                variant=spec.variant, seed=spec.seed)
+    if spec.profile:
+        data["profile"] = dict(spec.profile)
+    return MeterConfig.from_dict(data)
+
+
+class Clock:
+    """Wall time scaled by ``speed`` from ``start``: the time the meters live in."""
+
+    def __init__(self, speed: float = 1.0, start: float | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
+        if not speed > 0:
+            raise EmulatorConfigError(f"speed must be > 0, got {speed}")
+        self.speed = speed
+        self._wall = wall
+        self._wall0 = wall()
+        self._start = self._wall0 if start is None else start
+
+    def __call__(self) -> float:
+        return self._start + (self._wall() - self._wall0) * self.speed
+
+
+def with_start(config: EmulatorConfig, start: float | None) -> EmulatorConfig:
+    return replace(config, start=start)
+
+
+__all__ = [
+    "Clock",
+    "EmulatorConfig",
+    "EmulatorConfigError",
+    "GatewaySpec",
+    "MeterSpec",
+    "check_distinct",
+    "load_config",
+    "meter_config",
+    "parse_config",
+    "seeded_config",
+    "seeded_meters",
+    "with_start",
+]
+
+
+# -- running -------------------------------------------------------------------------------------
+
+SlaveFactory = Callable[[MeterSpec, float, int, "Mapping[str, Any] | None"], Any]
+
+
+def kamstrup_slave(spec: MeterSpec, now: float, baud: int,
+                   saved: Mapping[str, Any] | None) -> Any:
+    """The default factory: a Kamstrup module on the meter model, behind an M-Bus slave."""
+    from .devices.kamstrup import KamstrupModule
+    from .devices.meter import Meter
+    from .slave import Slave
+
+    if saved is not None and "meter" in saved:
+        meter = Meter.from_state(dict(saved["meter"]))
+    else:
+        meter = Meter(meter_config(spec), now)
+    module = KamstrupModule(meter, key=spec.key)
+    slave = Slave(module, primary_address=spec.address, baud=baud)
+    if saved is not None and "slave" in saved:
+        slave.load_state(saved["slave"])
+    return slave
+
+
+def slave_state(slave: Any) -> dict[str, Any]:
+    """What ``kamstrup_slave`` needs to bring a meter back after a restart."""
+    state: dict[str, Any] = {}
+    to_state = getattr(slave, "to_state", None)
+    if callable(to_state):
+        state["slave"] = to_state()
+    meter = getattr(getattr(slave, "device", None), "meter", None)
+    meter_state = getattr(meter, "to_state", None)
+    if callable(meter_state):
+        state["meter"] = meter_state()
+    return state
+
+
+STATE_FILE = "meters.json"
+STATE_FORMAT = 1
+
+
+@dataclass
+class Served:
+    """One gateway being served, and where a master finds it."""
+
+    spec: GatewaySpec
+    gateway: Gateway
+    server: asyncio.Server | SerialServer
+    where: str  # "127.0.0.1:10001" or "/dev/pts/3"
+
+
+class Emulator:
+    """Builds the meters, serves their buses, keeps their state; ``start`` then ``stop``."""
+
+    def __init__(self, config: EmulatorConfig, *, factory: SlaveFactory = kamstrup_slave,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.factory = factory
+        self._wall = wall
+        self.clock = Clock(config.speed, config.start, wall)
+        self.served: list[Served] = []
+        self.meters: list[tuple[MeterSpec, Any]] = []
+        self._saver: asyncio.Task[None] | None = None
+        self.saves = 0
+
+    @property
+    def state_path(self) -> Path | None:
+        d = self.config.state_dir
+        return None if d is None else d / STATE_FILE
+
+    def _load_state(self) -> tuple[float | None, dict[int, Mapping[str, Any]]]:
+        path = self.state_path
+        if path is None:
+            return None, {}
+        from .persist import StateFileMissing, load_state
+
+        try:
+            data = load_state(path)
+        except StateFileMissing:
+            return None, {}
+        if data.get("format") != STATE_FORMAT or not isinstance(data.get("meters"), dict):
+            raise EmulatorConfigError(f"{path}: not an emulator state file of format "
+                                      f"{STATE_FORMAT}")
+        meters: dict[int, Mapping[str, Any]] = {}
+        for key, value in data["meters"].items():
+            try:
+                meters[int(key)] = value
+            except ValueError as exc:
+                raise EmulatorConfigError(f"{path}: bad meter key {key!r}") from exc
+        clock = data.get("clock")
+        return (float(clock) if isinstance(clock, int | float) else None), meters
+
+    async def start(self) -> None:
+        saved_clock, saved = self._load_state()
+        start = self.config.start
+        if start is None and saved_clock is not None:
+            # an accelerated clock may have run ahead of wall time: never go back in time
+            start = max(self._wall(), saved_clock)
+        self.clock = Clock(self.config.speed, start, self._wall)
+        now = self.clock()
+        try:
+            for spec in self.config.gateways:
+                slaves = []
+                for meter in spec.meters:
+                    slave = self.factory(meter, now, spec.baud, saved.get(meter.serial_number))
+                    slaves.append(slave)
+                    self.meters.append((meter, slave))
+                gateway = Gateway(slaves, baud=spec.baud, realtime=self.config.realtime,
+                                  clock=self.clock)
+                if spec.port is not None:
+                    tcp = await serve_tcp(gateway, self.config.host, spec.port)
+                    port = tcp.sockets[0].getsockname()[1]
+                    self.served.append(Served(spec, gateway, tcp, f"{self.config.host}:{port}"))
+                else:
+                    assert spec.serial is not None
+                    line = await serve_serial(gateway, spec.serial)
+                    self.served.append(Served(spec, gateway, line, line.path))
+        except BaseException:
+            await self._close_servers()
+            raise
+        if self.state_path is not None:
+            self._saver = asyncio.create_task(self._save_loop())
+
+    async def _save_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.save_interval)
+            try:
+                await self.save()
+            except MBusError as exc:  # a full disk must not stop the meters
+                log.error("state not saved: %s", exc)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "clock": self.clock(),
+            "meters": {str(spec.serial_number): slave_state(slave)
+                       for spec, slave in self.meters},
+        }
+
+    async def save(self) -> None:
+        """Write every meter's state (taken now, written off the event loop)."""
+        path = self.state_path
+        if path is None:
+            return
+        from .persist import save_state
+
+        data = self.snapshot()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(save_state, path, data)
+        self.saves += 1
+
+    async def _close_servers(self) -> None:
+        for served in self.served:
+            if isinstance(served.server, SerialServer):
+                await served.server.stop()
+            else:
+                served.server.close()
+                await served.server.wait_closed()
+
+    async def stop(self) -> None:
+        if self._saver is not None:
+            self._saver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._saver
+            self._saver = None
+        await self._close_servers()
+        if self.meters:
+            await self.save()
+
+    def describe(self) -> list[str]:
+        """What is served, one line per gateway and per meter (printed by ``mbus emulate``)."""
+        lines = []
+        for served in self.served:
+            spec = served.spec
+            lines.append(f"gateway {served.where} ({'tcp' if spec.port is not None else 'serial'}"
+                         f", {spec.baud} baud, {len(spec.meters)} meters)")
+            for meter in spec.meters:
+                lines.append(f"  address {meter.address:3d}  meter number "
+                             f"{meter.meter_number:08d}  serial {meter.serial_number:08d}  "
+                             f"{meter.variant}{'  encrypted' if meter.key else ''}")
+        return lines
