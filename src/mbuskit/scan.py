@@ -104,7 +104,12 @@ def secondary_search(mask: str = "F" * 16, *, fabrication: str | None = None,
     """
     root = _Node(normalize_mask(mask), normalize_fabrication(fabrication), 1.0)
     st = _State(careful=careful)
-    yield from _visit(root, st, enhanced, read_retries)
+    count = yield from _visit(root, st, enhanced, read_retries)
+    if count == 0 and not st.careful:
+        # An empty bus is cheap to confirm, and a lost first selection would hide everyone.
+        st.unverified.remove(root)
+        st.done = 0.0
+        yield from _visit(root, st, enhanced, read_retries, verify=True)
     # Masks that stayed empty before we knew the line was noisy get a second look.
     while st.careful and st.unverified:
         node = st.unverified.pop(0)
@@ -147,10 +152,15 @@ def _visit(node: _Node, st: _State, enhanced: bool, read_retries: int,
         total += count
         if count == 0:
             empty.append(child)
+    suspicious = len(empty) <= len(children) // 2 and not st.careful
     if total < 2 and not st.careful:
         # A collision holds at least two meters; fewer below means a lost frame or a read-out
         # garbled by noise. Look at the empty children again, and be careful from now on.
         st.careful = True
+        suspicious = True
+    if suspicious:
+        # Also when most siblings answered: one empty digit amid a batch of consecutive meter
+        # numbers is more likely a lost selection than a gap, and a second look costs little.
         for child in empty:
             if child in st.unverified:
                 st.unverified.remove(child)
@@ -182,6 +192,8 @@ def _probe(node: _Node, st: _State, read_retries: int,
         return _Kind.EMPTY, None
     if answer.outcome is not Outcome.ACK:
         # Several E5 that did not line up, or noise on the E5: either way more probing decides.
+        # Identical E5 that overlap look like one (wired AND), so this is a sign of noise too.
+        st.careful = True
         return _Kind.COLLISION, None
     # FCB set: the first REQ_UD2 after a selection (EN 13757-2 5.4); a repeat keeps it.
     request = Request(req_ud2(ADDRESS_NETWORK, fcb=True), Expect.DATA, ADDRESS_NETWORK)
