@@ -1,0 +1,320 @@
+"""render: JSON schema, CSV, text table, and libmbus XML against the libmbus corpus.
+
+The XML test renders every corpus frame that has a libmbus expectation and compares element
+by element; every difference must be listed in docs/json-schema.md (the fenced ``json`` block
+after "Known differences"), and every listed difference must still occur.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import xml.etree.ElementTree as ET
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mbuskit import decode
+from mbuskit.records import DataRecord, FunctionField, RecordKind
+from mbuskit.render import (
+    SCHEMA,
+    _fb_unit,
+    _fd_unit,
+    _fixed_unit,
+    _primary_unit,
+    to_csv,
+    to_dict,
+    to_json,
+    to_table,
+    to_text,
+    to_xml,
+    value_to_json,
+)
+from mbuskit.telegram import LongHeader, Telegram, decode_telegram
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus" / "libmbus"
+DOC = ROOT / "docs" / "json-schema.md"
+
+
+def load_hex(path: Path) -> bytes:
+    return bytes(int(tok, 16) for tok in path.read_text().split())
+
+
+def corpus_cases() -> list[tuple[str, Path, bool]]:
+    cases = []
+    for sub in ("test-frames", "error-frames"):
+        for hx in sorted((CORPUS / sub).glob("*.hex")):
+            for normalized, suffix in ((False, ".xml"), (True, ".norm.xml")):
+                if hx.with_suffix(suffix).exists():
+                    cases.append((hx.stem, hx, normalized))
+    return cases
+
+
+CASES = corpus_cases()
+needs_corpus = pytest.mark.skipif(not CASES, reason="libmbus corpus not present")
+
+
+def _records_by_id(root: ET.Element) -> dict[str, ET.Element]:
+    return {rec.get("id", ""): rec for rec in root.findall("DataRecord")}
+
+
+def xml_differences(frame: str, normalized: bool, want: str, got: str) -> list[dict[str, Any]]:
+    """Element-level differences between libmbus's XML and ours, in a stable order."""
+    variant = "norm" if normalized else "raw"
+    out: list[dict[str, Any]] = []
+    a, b = ET.fromstring(want.encode()), ET.fromstring(got.encode())
+
+    def note(record: str | None, element: str, lib: str | None, ours: str | None) -> None:
+        out.append({"frame": frame, "xml": variant, "record": record, "element": element,
+                    "libmbus": lib, "mbuskit": ours})
+
+    def children(e: ET.Element | None) -> dict[str, str]:
+        return {c.tag: c.text or "" for c in e} if e is not None else {}
+
+    sa, sb = children(a.find("SlaveInformation")), children(b.find("SlaveInformation"))
+    for tag in sorted(set(sa) | set(sb)):
+        if sa.get(tag) != sb.get(tag):
+            note(None, tag, sa.get(tag), sb.get(tag))
+    ra, rb = _records_by_id(a), _records_by_id(b)
+    for rid in sorted(set(ra) | set(rb), key=int):
+        if rid not in ra or rid not in rb:
+            note(rid, "DataRecord", "present" if rid in ra else None,
+                 "present" if rid in rb else None)
+            continue
+        ca, cb = children(ra[rid]), children(rb[rid])
+        for tag in sorted(set(ca) | set(cb)):
+            if ca.get(tag) != cb.get(tag):
+                note(rid, tag, ca.get(tag), cb.get(tag))
+    return out
+
+
+def documented_differences() -> list[dict[str, Any]]:
+    text = DOC.read_text(encoding="utf-8")
+    section = text.split("## Known differences", 1)[1]
+    block = re.search(r"```json\n(.*?)\n```", section, re.S)
+    assert block, "docs/json-schema.md lost its machine-readable differences block"
+    entries: list[dict[str, Any]] = json.loads(block.group(1))
+    for e in entries:
+        assert e.get("reason"), f"difference without a reason: {e}"
+    return entries
+
+
+@needs_corpus
+def test_corpus_xml_matches_libmbus_except_documented_differences() -> None:
+    found: list[dict[str, Any]] = []
+    for name, hx, normalized in CASES:
+        want = hx.with_suffix(".norm.xml" if normalized else ".xml").read_text(encoding="utf-8")
+        got = to_xml(decode_telegram(load_hex(hx), strict=False), normalized=normalized)
+        diffs = xml_differences(name, normalized, want, got)
+        if not diffs:
+            # no element differs, so the whole document must be byte-identical (layout too)
+            assert got == want, f"{name} {'-n' if normalized else ''}: layout differs"
+        found += diffs
+    documented = [{k: v for k, v in e.items() if k != "reason"} for e in documented_differences()]
+    undocumented = [d for d in found if d not in documented]
+    stale = [d for d in documented if d not in found]
+    assert not undocumented, "new differences from libmbus:\n" + json.dumps(undocumented, indent=1)
+    assert not stale, "documented differences that no longer occur:\n" + json.dumps(stale)
+
+
+@needs_corpus
+def test_corpus_covers_all_frames() -> None:
+    assert len({n for n, _, _ in CASES}) >= 70  # 60 test frames + 10 CI 70h error frames
+
+
+# libmbus test-frames/kamstrup_382_005.hex (BSD-3-Clause, libmbus project)
+KAMSTRUP_382 = bytes.fromhex(
+    "68 46 46 68 08 78 72 20 91 83 14 2D 2C 01 02 04 00 00 00 04 06 00 00 00 00 04 22 09 00 00 00"
+    " 04 2B 00 00 00 00 14 2B 00 00 00 00 84 50 06 00 00 00 00 84 60 06 00 00 00 00 0F 00 00 00"
+    " 00 00 00 00 00 00 00 00 00 00 00 00 10 24 16"
+)
+
+
+def kamstrup() -> Telegram:
+    return decode(KAMSTRUP_382)
+
+
+def test_kamstrup_raw_xml_is_libmbus_text() -> None:
+    xml = to_xml(kamstrup())
+    assert xml.startswith('<?xml version="1.0" encoding="ISO-8859-1"?>\n<MBusData>\n\n')
+    assert "<Id>14839120</Id>" in xml
+    assert "<ProductName>Kamstrup 382 (6850-005)</ProductName>" in xml
+    assert "<Unit>Energy (kWh)</Unit>" in xml
+    assert "<Unit>On time (hours)</Unit>\n        <Value>9</Value>" in xml
+    assert "<Tariff>2</Tariff>\n        <Device>1</Device>" in xml
+    assert "<Function>Manufacturer specific</Function>\n        <Value>00 00" in xml
+
+
+def test_normalized_xml_scales_to_si() -> None:
+    xml = to_xml(kamstrup(), normalized=True)
+    on_time = "<Unit>s</Unit>\n        <Quantity>On time</Quantity>\n        <Value>32400.000000"
+    assert on_time in xml
+
+
+def test_multi_telegram_xml_numbers_records_across_frames() -> None:
+    t = kamstrup()
+    xml = to_xml([t, t])
+    n = sum(1 for r in t.records if r.kind is not RecordKind.FILLER)
+    assert f'<DataRecord id="{2 * n - 1}" frame="1">' in xml
+    assert '<DataRecord id="0" frame="0">' in xml
+    assert xml.count("<SlaveInformation>") == 1
+
+
+def test_error_telegram_xml() -> None:
+    t = decode(bytes.fromhex("68 04 04 68 08 01 70 08 81 16"))  # error-frames/application_busy
+    assert "<Error>Application busy</Error>" in to_xml(t)
+    d = to_dict(t)
+    assert d["error"] == {"code": 8, "text": "Application busy"}
+
+
+def test_fixed_frame_xml() -> None:
+    # libmbus test-frames/manual_frame2.hex: CI 73h fixed data structure
+    t = decode(bytes.fromhex("68 13 13 68 08 05 73 78 56 34 12 0A 00 E9 7E 01 00 00 00 35 01 00"
+                             " 00 3C 16"))
+    xml = to_xml(t)
+    assert "<Medium>Water</Medium>" in xml
+    assert "<Unit>l</Unit>\n        <Value>1</Value>" in xml
+    assert "<Unit>reserved but historic</Unit>\n        <Value>135</Value>" in xml
+    assert to_xml(t, normalized=True) == xml  # libmbus prints fixed frames the same with -n
+
+
+@pytest.mark.parametrize(
+    ("vif", "text"),
+    [
+        (0x06, "Energy (kWh)"), (0x04, "Energy (10 Wh)"), (0x0E, "Energy (MJ)"),
+        (0x13, "Volume (m m^3)"), (0x14, "Volume (1e-2  m^3)"), (0x16, "Volume ( m^3)"),
+        (0x3B, "Volume flow (m m^3/h)"), (0x2B, "Power (W)"), (0x2D, "Power (100 W)"),
+        (0x22, "On time (hours)"), (0x27, "Operating time (days)"),
+        (0x5A, "Flow temperature (1e-1 deg C)"), (0x5B, "Flow temperature (deg C)"),
+        (0x61, "Temperature Difference (1e-2  deg C)"), (0x6D, "Time Point (time & date)"),
+        (0x78, "Fabrication number"), (0x79, "Unknown (VIF=0x79)"), (0xFF, "Manufacturer specific"),
+    ],
+)
+def test_primary_vif_descriptions(vif: int, text: str) -> None:
+    assert _primary_unit(vif) == text
+
+
+def test_extension_descriptions() -> None:
+    assert _fd_unit(0x48) == "1e-1  V"
+    assert _fd_unit(0x59) == "m A"
+    assert _fd_unit(0x17) == "Error flags"
+    assert _fd_unit(0x0E) == "Firmware version"
+    assert _fd_unit(0x74) == "Reserved VIF extension"
+    assert _fd_unit(0x26) == "Storage interval hour(s)"
+    assert _fb_unit(0x00) == "Energy (0.1 MWh)"
+    assert _fb_unit(0x01) == "Energy (MWh)"
+    assert _fb_unit(0x02) == "Reserved (0x02)"
+    assert _fixed_unit(0x29) == "l"
+    assert _fixed_unit(0x3E) == "reserved but historic"
+    assert _fixed_unit(0x06) == "10 kWh"
+
+
+# ------------------------------------------------------------------------------------------
+# JSON
+
+
+def test_json_document_shape_and_round_trip() -> None:
+    t = kamstrup()
+    doc = json.loads(to_json(t))
+    assert doc == to_dict(t)
+    assert doc["schema"] == SCHEMA
+    assert doc["header"]["secondary_address"] == "148391202D2C0102"
+    assert doc["header"]["id"] == "14839120"
+    assert doc["header"]["manufacturer"] == "KAM"
+    assert doc["header"]["medium_name"] == "electricity"
+    assert doc["ci"] == 0x72
+    first = doc["records"][0]
+    assert first["quantity"] == t.records[0].quantity
+    assert first["raw"] == t.records[0].raw.hex()
+    assert first["function"] == "instantaneous"
+    on_time = doc["records"][1]
+    assert (on_time["value_type"], on_time["value"]) == value_to_json(t.records[1].value)
+    assert on_time["unit"] == t.records[1].unit and on_time["vif"] == 0x22
+    assert doc["records"][-1]["kind"] == "manufacturer"
+
+
+def test_json_keys_are_the_documented_ones() -> None:
+    doc = to_dict(kamstrup())
+    text = DOC.read_text(encoding="utf-8")
+    for key in doc:
+        assert f"`{key}`" in text, f"top-level key {key} undocumented"
+    for key in doc["header"]:
+        assert f"`{key}`" in text, f"header key {key} undocumented"
+    for key in doc["records"][0]:
+        assert f"`{key}`" in text, f"record key {key} undocumented"
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "encoded"),
+    [
+        (7, "int", 7),
+        (10**20, "int", 10**20),
+        (Decimal("12.340"), "decimal", "12.340"),
+        (Decimal("1E+3"), "decimal", "1000"),
+        (Decimal("-0.001"), "decimal", "-0.001"),
+        (0.5, "float", 0.5),
+        (float("nan"), "float", "NaN"),
+        (float("-inf"), "float", "-Infinity"),
+        (datetime(2008, 5, 31, 23, 50), "datetime", "2008-05-31T23:50:00"),
+        (date(2012, 1, 1), "date", "2012-01-01"),
+        ("WFH21", "string", "WFH21"),
+        (b"\x00\xab", "bytes", "00ab"),
+        (None, "none", None),
+    ],
+)
+def test_value_encoding(value: object, kind: str, encoded: object) -> None:
+    assert value_to_json(value) == (kind, encoded)
+
+
+def test_json_never_emits_nan() -> None:
+    rec = DataRecord(raw=b"\x05\x2b\x00\x00\xc0\x7f", kind=RecordKind.DATA, dif=0x05, vif=0x2B,
+                     data=b"\x00\x00\xc0\x7f", quantity="power", unit="W", value=float("nan"))
+    t = Telegram(0x08, 1, 0x72, LongHeader(1, "KAM", 1, 2), (rec,))
+    doc = json.loads(to_json(t))
+    assert doc["records"][0]["value"] == "NaN"
+
+
+def test_value_type_rejects_unknown() -> None:
+    with pytest.raises(TypeError):
+        value_to_json(object())
+
+
+# ------------------------------------------------------------------------------------------
+# CSV and text
+
+
+def test_csv_one_row_per_record() -> None:
+    t = kamstrup()
+    rows = list(csv.reader(io.StringIO(to_csv(t))))
+    assert rows[0][:3] == ["secondary_address", "index", "function"]
+    assert len(rows) == 1 + len(t.records)
+    energy = dict(zip(rows[0], rows[1], strict=True))
+    assert energy["secondary_address"] == "148391202D2C0102"
+    assert energy["value"] == str(t.records[0].value)
+    assert energy["unit"] == t.records[0].unit
+    two = list(csv.reader(io.StringIO(to_csv([t, t], header=False))))
+    assert len(two) == 2 * len(t.records)
+
+
+def test_text_table_lists_records() -> None:
+    t = kamstrup()
+    text = to_text(t)
+    assert "148391202D2C0102" in text
+    assert t.records[1].description in text
+    assert to_table(t).row_count == len(t.records)
+    assert "\x1b[" not in text  # no colour codes
+
+
+def test_invalid_date_is_marked() -> None:
+    rec = DataRecord(raw=b"\x04\x6d\x00\x80\x00\x00", kind=RecordKind.DATA, dif=0x04, vif=0x6D,
+                     data=b"\x00\x80\x00\x00", function=FunctionField.INSTANTANEOUS,
+                     quantity="date_time", value=None, valid=False)
+    t = Telegram(0x08, 1, 0x72, LongHeader(1, "KAM", 1, 2), (rec,))
+    assert "(invalid)" in to_text(t)
+    assert to_dict(t)["records"][0]["valid"] is False
