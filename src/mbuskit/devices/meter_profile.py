@@ -183,7 +183,7 @@ class ProfileSampler:
             n_q = (((h >> _CHUNK_BITS) & _CHUNK_MASK) - _CHUNK_HALF) / _CHUNK_HALF
             load = demand * self._share[ph] * (1.0 + noise * n_p)
             load = max(load, 0.0)
-            ps[ph] = round(load - solar * (1.0 + 0.05 * n_q))
+            ps[ph] = round(load - solar * (1.0 + noise * n_q / 3))  # cloud flicker
             qs[ph] = round(load * tan_phi * (1.0 + noise * n_q) - cap)
         return (ps[0], ps[1], ps[2]), (qs[0], qs[1], qs[2])
 
