@@ -194,12 +194,9 @@ def selection_payload(mask: str, fabrication: str | None = None) -> bytes:
     """The data of a CI 52h selection: ID (BCD, LSB first), manufacturer (wire order), version,
     medium; for enhanced selection a ``0C 78`` fabrication-number record follows (BCD8, F nibbles
     are wildcards)."""
-    text = normalize_mask(mask)
-    data = _bcd_lsb_first(text[:8]) + bytes.fromhex(text[8:])
-    fab = normalize_fabrication(fabrication)
-    if fab is not None:
-        data += b"\x0c\x78" + _bcd_lsb_first(fab)
-    return data
+    from .telegram import encode_selection
+
+    return encode_selection(normalize_mask(mask), normalize_fabrication(fabrication))
 
 
 def select_frame(mask: str, fabrication: str | None = None) -> LongFrame:
