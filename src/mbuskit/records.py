@@ -213,6 +213,10 @@ def _meaning_of(vif: int, vife: bytes, from_master: bool) -> _Meaning:
     error = False
     vif_exponent = exponent
     i = used
+    if code == _v.VIF_MANUFACTURER:
+        # EN 13757-3: with a manufacturer specific VIF the whole VIB is the manufacturer's;
+        # its VIFEs are kept raw, not read as combinable codes.
+        i = len(vife)
     n = len(vife)
     while i < n:
         c = vife[i] & 0x7F
@@ -521,7 +525,14 @@ def decode_records(
                     valid = valid and value is not None
                 else:
                     raw = _from_bytes(data, "little", signed=kind != _KIND_UNSIGNED)
-                    value = _scale(raw, exponent, add) if exponent or add is not None else raw
+                    if add is not None:
+                        value = _scale(raw, exponent, add)
+                    elif exponent > 0:
+                        value = raw * _POW10[exponent]
+                    elif exponent:
+                        value = _D(raw).scaleb(exponent)
+                    else:
+                        value = raw
             elif field in _BCD_FIELDS:
                 bcd = _bcd(data)
                 if bcd is None:
@@ -534,9 +545,12 @@ def decode_records(
                 value, valid = _lvar_value(lvar, data, exponent, add, valid)
             else:  # data field 0: no data
                 value = None
-            append(_record(data_buf[start:pos], _DATA, dif, dife, vif, vife, plain, data,
-                           _FUNCTIONS[dif], storage, tariff, subunit, quantity, unit, value,
-                           description, False, qualifiers, valid, lvar))
+            # _record() inlined: this is the hot path.
+            rec = _Building(data_buf[start:pos], _DATA, dif, dife, vif, vife, plain, data,
+                            _FUNCTIONS[dif], storage, tariff, subunit, quantity, unit, value,
+                            description, False, qualifiers, valid, lvar)
+            rec.__class__ = DataRecord  # type: ignore[assignment]
+            append(rec)  # type: ignore[arg-type]
     except DecodeError as exc:
         if strict:
             raise

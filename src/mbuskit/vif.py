@@ -345,8 +345,13 @@ def _build_combinable() -> tuple[VifeEntry | None, ...]:
     t[0x69] = VifeEntry("leakage", "Leakage values")
     t[0x6C] = VifeEntry("value_during_limit:upper", "Value during upper limit exceed")
     t[0x6D] = VifeEntry("overflow", "Overflow values")
-    t[0x6E] = VifeEntry("date_of:first", "Date(/time) of first", unit="", kind=KIND_DATE)
-    t[0x6F] = VifeEntry("date_of:last", "Date(/time) of last", unit="", kind=KIND_DATE)
+    # E110 1f1b: date(/time) of the begin (b=0) or end (b=1) of the first (f=0) or last
+    # (f=1) occurrence, e.g. Landis+Gyr T230 "94 10 AD 6F": date of the maximum power.
+    for f, first in ((0x00, "first"), (0x04, "last")):
+        for b, begin in ((0x00, "begin"), (0x01, "end")):
+            t[0x6A | f | b] = VifeEntry(f"date_of:{first}:{begin}",
+                                        f"Date(/time) of {begin} of {first}",
+                                        unit="", kind=KIND_DATE)
     for nnn in range(8):
         t[0x70 + nnn] = VifeEntry("", f"Multiplicative correction 10^{nnn - 6}",
                                   exponent=nnn - 6)
