@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -276,3 +277,62 @@ async def test_timers_of_slaves_at_another_rate_still_run() -> None:
     await bus.send(req_ud2(1))
     assert slave.fired and slave.fired[0] >= 10.0
     assert await bus.receive(0.3) == slave.telegram()
+
+
+class _Device:
+    """The smallest mbuskit.slave.Device: an identity and one telegram with one record."""
+
+    def __init__(self, ident: int) -> None:
+        from mbuskit.slave import Identity
+
+        self._identity = Identity(ident, "KAM", 1, 2)
+
+    def identity(self) -> Any:
+        return self._identity
+
+    def respond(self, now: float, index: int) -> Any:
+        from mbuskit.slave import Response
+
+        header = self._identity.address_bytes() + b"\x00\x00\x00\x00"
+        return Response(0x72, header + b"\x04\x06" + int(now).to_bytes(4, "little"))
+
+    def command(self, ci: int, data: bytes, now: float) -> Any:
+        from mbuskit.slave import refused
+
+        return refused("no commands")
+
+    def reset(self, subcode: int | None, now: float) -> Any:
+        from mbuskit.slave import ACCEPTED
+
+        return ACCEPTED
+
+
+async def test_real_slaves_on_the_bus_collide_and_switch_baud() -> None:
+    from mbuskit.slave import Slave
+
+    slaves = [Slave(_Device(12345678), primary_address=1),
+              Slave(_Device(12349999), primary_address=2)]
+    bus = SimBus(slaves, start=100.0)
+    # both match the wildcard: one E5, then their answers to 253 collide into garbage
+    await bus.send(select("1234FFFF"))
+    assert await bus.receive(0.3) == b"\xe5"
+    await bus.send(req_ud2(253))
+    garbage = await bus.receive(0.3)
+    assert garbage and not any(isinstance(f, LongFrame) for f in FrameReader().feed(garbage))
+    # a narrower mask selects one; its answer decodes and carries the bus clock
+    await bus.send(select("12345678"))
+    assert await bus.receive(0.3) == b"\xe5"
+    await bus.send(req_ud2(253))
+    frame = decode_frame(await bus.receive(0.3))
+    assert isinstance(frame, LongFrame) and frame.address == 1
+    assert int.from_bytes(frame.data[-4:], "little") == int(bus.now)
+    # baud switch: E5 at 2400, then only 9600 reaches slave 1; slave 2 stays at 2400
+    await bus.send(LongFrame(0x53, 1, 0xBD).encode())
+    assert await bus.receive(0.3) == b"\xe5"
+    await bus.send(req_ud2(1))
+    assert await bus.receive(0.3) == b""
+    await bus.send(req_ud2(2))
+    assert decode_frame(await bus.receive(0.3)) is not None
+    await bus.set_baud(9600)
+    await bus.send(req_ud2(1))
+    assert decode_frame(await bus.receive(0.3)) is not None
