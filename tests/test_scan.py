@@ -1,0 +1,223 @@
+"""Scans over the simulated bus: secondary (LSD-first) search, enhanced search, primary scan,
+noise, progress, cancellation."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Generator
+
+import pytest
+
+from master_fakes import FakeMeter
+from mbuskit import scan
+from mbuskit.link import LongFrame
+from mbuskit.master import Answer, Found, Master, Outcome, Request, address_of
+from mbuskit.slave import ACCEPTED, CommandResult, Identity, Response, Slave
+from mbuskit.transport.simbus import Noise, SimBus
+
+
+def _single(frame: LongFrame) -> bool:
+    return frame.data[-1:] == b"\x1f"
+
+
+def _population(n: int, seed: int, *, consecutive: bool) -> list[FakeMeter]:
+    rng = random.Random(seed)
+    if consecutive:
+        base = rng.randrange(10**8 - n)
+        idents = [f"{base + k:08d}" for k in range(n)]
+    else:
+        idents = sorted({f"{rng.randrange(10**8):08d}" for _ in range(n)})
+    return [FakeMeter(i, fabrication=f"{rng.randrange(10**8):08d}", energy=rng.randrange(10**6))
+            for i in idents]
+
+
+async def _search(meters: list[FakeMeter], *, noise: float = 0.0, seed: int = 0,
+                  events: list[object] | None = None) -> tuple[SimBus, Master, list[Found]]:
+    bus = SimBus(meters, baud=2400, noise=noise, seed=seed)
+    master = Master(bus, more_follows=_single)
+    found = await master.scan_secondary(on_event=events.append if events is not None else None)
+    return bus, master, found
+
+
+@pytest.mark.parametrize("consecutive", [False, True])
+@pytest.mark.parametrize("n", [1, 10, 60])
+async def test_secondary_search_finds_every_meter_once(n: int, consecutive: bool) -> None:
+    meters = _population(n, n, consecutive=consecutive)
+    events: list[object] = []
+    _, _, found = await _search(meters, events=events)
+    assert sorted(f.address or "" for f in found) == sorted(x.address for x in meters)
+    assert len({f.address for f in found}) == len(found)
+    progress = [e.done for e in events if isinstance(e, scan.Progress)]
+    assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
+    assert not any(x.selected for x in meters)  # the bus is left deselected
+
+
+async def test_a_delivery_batch_separates_on_the_last_digit_without_empty_probes() -> None:
+    meters = [FakeMeter(f"4711{k:04d}", fabrication=f"{9000 + k:08d}", energy=k * 37)
+              for k in range(10)]
+    _, master, found = await _search(meters)
+    assert len(found) == 10
+    # root collision, then ten single meters: nobody waited a whole answer window for nothing
+    assert master.stats.timeouts == 0
+
+
+async def test_meters_sharing_a_meter_number_are_told_apart_by_serial() -> None:
+    meters = [FakeMeter("12345678", fabrication="70000001", energy=1),
+              FakeMeter("12345678", fabrication="70000002", energy=2),
+              FakeMeter("12345679", fabrication="70000003", energy=3)]
+    _, _, found = await _search(meters)
+    pairs = sorted((f.address, f.fabrication) for f in found)
+    assert pairs == [("123456782D2C0102", "70000001"), ("123456782D2C0102", "70000002"),
+                     ("123456792D2C0102", "70000003")]
+
+
+async def test_identical_addresses_are_reported_unresolved() -> None:
+    meters = [FakeMeter("12345678", fabrication="70000001", energy=5),
+              FakeMeter("12345678", fabrication="70000001", energy=6)]
+    events: list[object] = []
+    _, _, found = await _search(meters, events=events)
+    assert found == []
+    unresolved = [e for e in events if isinstance(e, scan.Unresolved)]
+    assert [(u.mask[:8], u.fabrication) for u in unresolved] == [("12345678", "70000001")]
+
+
+async def test_without_enhanced_search_a_shared_number_stays_unresolved() -> None:
+    meters = [FakeMeter("12345678", fabrication="70000001"),
+              FakeMeter("12345678", fabrication="70000002")]
+    bus = SimBus(meters)
+    master = Master(bus, more_follows=_single)
+    events: list[object] = []
+    found = await master.scan_secondary(enhanced=False, on_event=events.append)
+    assert found == [] and any(isinstance(e, scan.Unresolved) for e in events)
+
+
+@pytest.mark.parametrize("seed", range(24))
+async def test_noise_one_bit_in_ten_thousand_loses_no_meter_and_reads_right(seed: int) -> None:
+    meters = _population(12, 1000 + seed, consecutive=seed % 2 == 0)
+    bus, master, found = await _search(meters, noise=1e-4, seed=seed)
+    assert sorted(f.address or "" for f in found) == sorted(x.address for x in meters)
+    by_address = {x.address: x for x in meters}
+    for item in found:
+        assert item.address is not None
+        frames = await master.read_frames(item.address)
+        # checksums and retries: what we read is what the meter sent, never a damaged value
+        assert frames[0].data[20:24] == by_address[item.address].energy.to_bytes(4, "little")
+    assert bus.noise.bit_error_rate == 1e-4
+
+
+async def test_search_under_a_mask_only_looks_there() -> None:
+    meters = [FakeMeter("11110000"), FakeMeter("11110001"), FakeMeter("22220000")]
+    bus = SimBus(meters)
+    master = Master(bus, more_follows=_single)
+    found = await master.scan_secondary("1111FFFF")
+    assert sorted(f.address or "" for f in found) == [meters[0].address, meters[1].address]
+
+
+async def test_stopping_a_scan_keeps_what_was_found() -> None:
+    meters = _population(20, 3, consecutive=True)
+    bus = SimBus(meters)
+    master = Master(bus, more_follows=_single)
+
+    class Stop(Exception):
+        pass
+
+    def on_event(event: object) -> None:
+        if isinstance(event, Found) and len(master.found) == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        await master.scan_secondary(on_event=on_event)
+    assert len(master.found) == 3
+    assert all(f.address in {x.address for x in meters} for f in master.found)
+
+
+def test_search_is_a_pure_generator_driven_by_answers() -> None:
+    search = scan.secondary_search("12345678")
+    items = list(_drain(search))
+    requests = [i for i in items if isinstance(i, Request)]
+    # the selection, its confirmation on an empty bus, then SND_NKE to 253 to deselect
+    assert [(r.frame.control, r.frame.address) for r in requests] == [
+        (0x53, 253), (0x53, 253), (0x40, 253)]
+    first = requests[0].frame
+    assert isinstance(first, LongFrame) and first.data[:4] == bytes.fromhex("78563412")
+    assert items[-1] == scan.Progress(1.0, 0, 2)
+
+
+def _drain(search: scan.Search) -> Generator[object, None, None]:
+    try:
+        item = next(search)
+        while True:
+            yield item
+            item = search.send(Answer(Outcome.SILENT) if isinstance(item, Request) else None)
+    except StopIteration:
+        return
+
+
+# -- against the project's slave state machine -------------------------------------------------
+
+
+class _Device:
+    def __init__(self, ident: int, fabrication: int) -> None:
+        self._identity = Identity(ident, "KAM", 1, 2, fabrication)
+
+    def identity(self) -> Identity:
+        return self._identity
+
+    def respond(self, now: float, index: int) -> Response:
+        # fabrication number and a value of its own, as real meters send: meters whose
+        # telegrams were bit for bit alike would AND into a valid frame of one of them
+        fab = self._identity.fabrication or 0
+        header = self._identity.address_bytes() + bytes((index, 0, 0, 0))
+        records = b"\x0c\x78" + bytes.fromhex(f"{fab:08d}")[::-1]
+        records += b"\x04\x06" + (fab * 7919 % 10**6).to_bytes(4, "little")
+        return Response(0x72, header + records)
+
+    def command(self, ci: int, data: bytes, now: float) -> CommandResult:
+        return ACCEPTED
+
+    def reset(self, subcode: int | None, now: float) -> CommandResult:
+        return ACCEPTED
+
+
+async def test_search_over_the_generic_slave() -> None:
+    rng = random.Random(7)
+    idents = [rng.randrange(10**8) for _ in range(15)] + [55555555, 55555555]
+    slaves = [Slave(_Device(i, 70000000 + k), primary_address=0) for k, i in enumerate(idents)]
+    bus = SimBus(slaves)
+    master = Master(bus, more_follows=_single)
+    found = await master.scan_secondary()
+    assert sorted(f.address or "" for f in found) == sorted(
+        f"{i:08d}2D2C0102" for i in idents)
+    assert not any(s.selected for s in slaves)
+
+
+# -- primary scan --------------------------------------------------------------------------------
+
+
+async def test_primary_scan_finds_and_identifies_and_reports_a_shared_address() -> None:
+    meters = [FakeMeter("11111111", primary=1), FakeMeter("22222222", primary=7),
+              FakeMeter("33333333", primary=7, energy=99), FakeMeter("44444444", primary=250)]
+    bus = SimBus(meters)
+    master = Master(bus, more_follows=_single)
+    found = await master.scan_primary()
+    by_primary = {f.primary: f for f in found}
+    assert sorted(by_primary) == [1, 7, 250]
+    assert by_primary[1].address == meters[0].address
+    assert by_primary[250].address == meters[3].address
+    assert by_primary[7].address is None and "collision" in by_primary[7].note
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_primary_scan_survives_noise(seed: int) -> None:
+    meters = [FakeMeter(f"1000000{k}", primary=k * 20 + 3) for k in range(5)]
+    bus = SimBus(meters, noise=Noise.one_in(10_000), seed=seed)
+    master = Master(bus, more_follows=_single)
+    found = await master.scan_primary(range(0, 101))
+    assert sorted(f.primary or 0 for f in found) == [3, 23, 43, 63, 83]
+    assert all(f.address == meters[i].address for i, f in enumerate(
+        sorted(found, key=lambda f: f.primary or 0)))
+
+
+def test_found_addresses_come_from_the_header() -> None:
+    frame = LongFrame(0x08, 0, 0x72, FakeMeter("01020304").telegram(0)[7:-2])
+    assert address_of(frame) == "010203042D2C0102"
