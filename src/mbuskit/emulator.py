@@ -496,19 +496,33 @@ SlaveFactory = Callable[[MeterSpec, float, int, "Mapping[str, Any] | None"], Any
 
 def kamstrup_slave(spec: MeterSpec, now: float, baud: int,
                    saved: Mapping[str, Any] | None) -> Any:
-    """The default factory: a Kamstrup module on the meter model, behind an M-Bus slave."""
+    """The default factory: a Kamstrup module on the meter model, behind an M-Bus slave.
+
+    ``saved`` is what :func:`slave_state` wrote before a restart: the meter's registers, the
+    module's settings (a meter number changed by command survives) and the link settings
+    (primary address, baud rate). The key is never stored; it comes from the config again.
+    """
     from .devices.kamstrup import KamstrupModule
     from .devices.meter import Meter
     from .slave import Slave
 
-    if saved is not None and "meter" in saved:
-        meter = Meter.from_state(dict(saved["meter"]))
-    else:
+    if saved is None:
         meter = Meter(meter_config(spec), now)
-    module = KamstrupModule(meter, key=spec.key)
-    slave = Slave(module, primary_address=spec.address, baud=baud)
-    if saved is not None and "slave" in saved:
-        slave.load_state(saved["slave"])
+        module = KamstrupModule(meter, key=spec.key)
+        return Slave(module, primary_address=spec.address, baud=baud)
+    try:
+        meter = Meter.from_state(dict(saved["meter"]))
+        link = dict(saved["slave"])
+        device = link.get("device")
+        if isinstance(device, Mapping):
+            module = KamstrupModule.from_state(meter, device, key=spec.key)
+        else:
+            module = KamstrupModule(meter, key=spec.key)
+        slave = Slave(module, primary_address=spec.address, baud=baud)
+        slave.load_state(link)
+    except (KeyError, TypeError) as exc:
+        raise EmulatorConfigError(
+            f"saved state of meter {spec.serial_number:08d} is incomplete: {exc!r}") from exc
     return slave
 
 
