@@ -200,7 +200,7 @@ async def test_primary_scan_finds_and_identifies_and_reports_a_shared_address() 
     bus = SimBus(meters)
     master = Master(bus, more_follows=_single)
     found = await master.scan_primary()
-    by_primary = {f.primary: f for f in found}
+    by_primary = {f.primary or 0: f for f in found}
     assert sorted(by_primary) == [1, 7, 250]
     assert by_primary[1].address == meters[0].address
     assert by_primary[250].address == meters[3].address
