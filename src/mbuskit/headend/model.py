@@ -64,6 +64,10 @@ class Poll:
 
 def register_name(rec: DataRecord) -> str:
     parts = [rec.quantity or f"vif_{rec.vif or 0:02x}"]
+    if rec.vif is not None and rec.vif & 0x7F == 0x7F:
+        # manufacturer-specific VIF (EN 13757-3 6.4.4): only the code in the VIFE tells the
+        # records apart
+        parts.append("".join(f"{v:02x}" for v in rec.vife) or "x")
     parts += [q.replace(":", "_") for q in rec.qualifiers]
     if rec.function != FunctionField.INSTANTANEOUS:
         parts.append(rec.function.name.lower())
