@@ -486,10 +486,10 @@ class Telegram:
     header: Header | None = None
     records: tuple[DataRecord, ...] = ()
     error_code: int | None = None  # CI 70h
+    diagnostics: tuple[Diagnostic, ...] = ()  # fields up to here in docs/contracts.md order
     alarm: int | None = None  # CI 71h
     subcode: int | None = None  # CI 50h application reset subcode
     selection: Selection | None = None  # CI 52h / 56h
-    diagnostics: tuple[Diagnostic, ...] = ()
     encrypted: bool = False  # the payload is encrypted on the wire
     decrypted: bool = False  # ... and ``records`` hold the plaintext
     # Wire bytes not represented by the fields above: for an encrypted telegram everything
