@@ -312,11 +312,10 @@ def test_smart_trip_time_is_where_the_load_crosses_the_limit() -> None:
         base_load_w=500.0, variable_load_w=4000.0, noise=0.0, power_factor=1.0, capacitive_var=0
     )
     limit = 3000.0
-    m = Meter(config(profile=profile, smart_disconnect_power_w=limit), T0)
+    start = int(T0) + 15 * 3600
+    m = Meter(config(profile=profile, smart_disconnect_power_w=limit), start)
     sampler = ProfileSampler(profile, 0, 3)
-    first = next(
-        k for k in range(int(T0), int(T0) + DAY) if sum(sampler.power(k, k)[0]) > limit
-    )
+    first = next(k for k in range(start, start + DAY) if sum(sampler.power(k, k)[0]) > limit)
     m.advance(first - 0.001)
     assert m.snapshot().breaker is BreakerState.CONNECTED
     m.advance(first + 0.001)
@@ -451,9 +450,10 @@ def test_export_demand() -> None:
 
 def test_power_threshold_counts_periods_above_it() -> None:
     profile = LoadProfile(noise=0.1)
-    m = Meter(config(profile=profile, seed=4, power_threshold_w=1500), T0)
+    noon = int(T0) + DAY // 2
+    m = Meter(config(profile=profile, seed=4, power_threshold_w=1500), noon)
     m.advance(T0 + DAY)
-    expected = sum(1 for _, mean in window_means(profile, 4, int(T0), int(T0) + DAY) if mean > 1500)
+    expected = sum(1 for _, mean in window_means(profile, 4, noon, int(T0) + DAY) if mean > 1500)
     assert expected > 0
     assert m.snapshot().power_threshold_count == expected
 
@@ -575,25 +575,31 @@ def test_special_data_and_software_version() -> None:
 
 def test_state_round_trip_is_exact_and_continues_identically() -> None:
     cfg = config(
-        profile=SOLAR, seed=9, prepayment=True, prepayment_credit_wh=8000,
-        smart_disconnect_power_w=3500.0, variant="ct", ct_ratio=20, power_threshold_w=900,
+        profile=SOLAR, seed=9, prepayment=True, prepayment_credit_wh=3000,
+        smart_disconnect_power_w=2000.0, smart_auto_reconnect_s=300, variant="ct", ct_ratio=20,
+        power_threshold_w=900,
     )  # fmt: skip
-    a = Meter(cfg, T0)
-    a.advance(T0 + 9 * 3600 + 0.123)
+    a = Meter(cfg, T0 + 6 * 3600)
+    b = Meter.from_state(a.to_state())
     a.set_tariff(3, T0 + 9 * 3600 + 0.2)
-    a.pulse(5, T0 + 9 * 3600 + 0.3)
-    a.adjust_clock(12.5, T0 + 9 * 3600 + 0.4)
-    state = a.to_state()
-    text = json.dumps(state)
-    b = Meter.from_state(json.loads(text))
-    assert b.to_state() == state
-    assert b.snapshot() == a.snapshot()
+    b.set_tariff(3, T0 + 9 * 3600 + 0.2)
     for m in (a, b):
-        m.advance(T0 + 20 * 3600)
-        m.debiting_stop(T0 + 20 * 3600)
-        m.advance(T0 + DAY)
-    assert a.to_state() == b.to_state()
-    assert a.snapshot() == b.snapshot()
+        m.pulse(5, T0 + 9 * 3600 + 0.3)
+        m.adjust_clock(12.5, T0 + 9 * 3600 + 0.4)
+    seen = set()
+    t = T0 + 9 * 3600 + 0.123
+    while t < T0 + 22 * 3600:
+        t += 433.3
+        a.advance(t)
+        b.advance(t)
+        # b lives through a JSON round trip at every step; a never does
+        state = json.loads(json.dumps(b.to_state()))
+        b = Meter.from_state(state)
+        assert b.to_state() == state
+        assert b.to_state() == a.to_state()
+        assert b.snapshot() == a.snapshot()
+        seen.add(a.snapshot().breaker_reason)
+    assert {DisconnectReason.SMART, DisconnectReason.PREPAYMENT} <= seen
 
 
 @pytest.mark.parametrize(
@@ -694,3 +700,54 @@ def test_errors_are_mbus_errors() -> None:
     for exc in (CommandRefused, MeterConfigError, MeterStateError, ProfileError):
         assert issubclass(exc, MBusError)
     assert MJ_PER_WH == 3_600_000
+
+
+def test_skip_registers_nothing_but_the_clock_runs_on() -> None:
+    m = Meter(config(profile=flat(3600.0)), T0)
+    m.advance(T0 + 450)
+    m.skip(T0 + 30 * DAY)
+    s = m.snapshot()
+    assert s.a_plus_wh == 450 and s.hour_counter == 0
+    assert s.meter_time == T0 + 30 * DAY
+    assert s.max_p_plus_w == 3600 * 450 // 900  # the interrupted period was closed
+    m.advance(T0 + 30 * DAY + 10)
+    assert m.snapshot().a_plus_wh == 460
+    m.skip(T0)  # backwards: nothing happens
+    assert m.snapshot().time == T0 + 30 * DAY + 10
+
+
+def test_skip_performs_a_due_automatic_reconnect() -> None:
+    m = Meter(config(profile=flat(3000.0), smart_disconnect_current_a=5.0), T0)
+    assert m.snapshot().breaker_reason is DisconnectReason.SMART
+    state = m.to_state()
+    state["config"]["profile"] = flat(1000.0).to_dict()  # the load fell while the twin was down
+    restored = Meter.from_state(state)
+    restored.skip(T0 + 3600)
+    assert restored.snapshot().breaker is BreakerState.CONNECTED
+    restored.advance(T0 + 3600 + 36)
+    assert restored.snapshot().a_plus_wh == 10
+
+
+def test_monthly_debiting_stop() -> None:
+    start = datetime(2025, 11, 30, 22, 0, tzinfo=UTC).timestamp()
+    m = Meter(config(profile=flat(2000.0), debiting_stop_monthly=True), start)
+    m.advance(start + 2 * 3600 - 1)  # just before 1 December 00:00
+    assert m.snapshot().debiting_periods == 0
+    m.advance(start + 2 * 3600)
+    s = m.snapshot()
+    assert s.debiting_periods == 1
+    assert s.acc_max_p_plus_w == 2000 and s.max_p_plus_w == 0
+    m.skip(datetime(2026, 2, 3, tzinfo=UTC).timestamp())  # a long pause crosses two more
+    assert m.snapshot().debiting_periods == 2  # one stop per observed month change
+    off = Meter(config(profile=flat(2000.0)), start)
+    off.advance(start + 3 * 3600)
+    assert off.snapshot().debiting_periods == 0
+
+
+def test_open_breaker_day_is_cheap_and_registers_nothing() -> None:
+    m = Meter(config(profile=SOLAR), T0)
+    m.breaker_disconnect(T0)
+    m.advance(T0 + 365 * DAY)  # an open breaker skips the samples
+    s = m.snapshot()
+    assert (s.a_plus_wh, s.a_minus_wh, s.r_plus_varh, s.r_minus_varh) == (0, 0, 0, 0)
+    assert s.hour_counter == 365 * 24

@@ -103,6 +103,7 @@ class MeterConfig:
     prepayment_auto_reconnect: bool = True  # a top-up recloses; else it releases for the button
     tariff_input_inverted: bool = False
     power_threshold_w: int = 0  # 0: threshold counter disabled
+    debiting_stop_monthly: bool = False  # automatic debiting stop on the 1st, 00:00 UTC
     software_version: str = "1.0"
     special_data_1: int = 0
     special_data_2: int = 0
@@ -274,7 +275,7 @@ _SCALARS = (
     "max_p_plus", "max_p_minus", "max_q_plus", "max_q_minus",
     "acc_p_plus", "acc_p_minus", "acc_q_plus", "acc_q_minus", "debiting_periods",
     "threshold_count", "op_ms", "rtc", "special_1", "special_2", "credit",
-    "pulse_count", "pulses_rejected", "ct_ratio",
+    "pulse_count", "pulses_rejected", "ct_ratio", "debit_month",
     "sec_a_plus", "sec_a_minus", "sec_r_plus", "sec_r_minus",  # uJ at the CT secondary
 )  # fmt: skip
 _OPTIONALS = (
@@ -339,7 +340,7 @@ class Meter:
         self.auto_at: int | None = None
         self.tariff_input = False
         self.tariff_override: int | None = None
-        self._ensure_sample()
+        self.debit_month = self._month_index()
         self._apply_due_events()  # an empty prepayment register opens the breaker at once
 
     # ---- time ---------------------------------------------------------------------------
@@ -385,22 +386,39 @@ class Meter:
         target = _ms(now)
         cfg = self.config
         while self.t < target:
-            self._ensure_sample()
             self._apply_due_events()
             t = self.t
-            end = min(target, (t // self._sample_ms + 1) * self._sample_ms, self.win_end)
+            end = min(target, self.win_end)
             if self.auto_at is not None:
                 end = min(end, self.auto_at)
             live = self.breaker is BreakerState.CONNECTED
-            ap = self._agg[0]
-            if live and cfg.prepayment and ap > 0:
-                need = -(-self.credit // ap)  # ms until the credit is used up
-                end = min(end, t + max(need, 1))
+            if live:
+                # the load is constant within a sample; an open breaker skips samples entirely
+                end = min(end, (t // self._sample_ms + 1) * self._sample_ms)
+                ap = self._agg[0]
+                if cfg.prepayment and ap > 0:
+                    need = -(-self.credit // ap)  # ms until the credit is used up
+                    end = min(end, t + max(need, 1))
             self._integrate(end - t, live)
             self.t = end
             if end == self.win_end:
                 self._close_window()
-        self._ensure_sample()
+        self._apply_due_events()
+
+    def skip(self, now: float) -> None:
+        """Jump to ``now`` registering nothing, as a supply failure would: the twin was not
+        running (e.g. restarted from a saved state after a long pause). The meter clock runs on
+        in its backup, the hour counter does not; the running integration period is closed and
+        a pending automatic reconnect happens on return."""
+        target = _ms(now)
+        if target <= self.t:
+            return
+        self._close_window()
+        self.t = target
+        self.win_end = self._next_window_end(target)
+        if self.auto_at is not None:
+            self.auto_at = min(self.auto_at, target)
+        self._check_debiting_month()
         self._apply_due_events()
 
     def _integrate(self, dt: int, live: bool) -> None:
@@ -449,6 +467,7 @@ class Meter:
                 self._close_breaker()
         if self.breaker is not BreakerState.CONNECTED:
             return
+        self._ensure_sample()
         if cfg.prepayment and self.credit == 0:
             self._open_breaker(DisconnectReason.PREPAYMENT)
             return
@@ -487,6 +506,20 @@ class Meter:
             self.threshold_count += 1
         self.win_ap = self.win_am = self.win_qp = self.win_qm = 0
         self.win_end = self._next_window_end(self.t)
+        self._check_debiting_month()
+
+    def _month_index(self) -> int:
+        when = datetime.fromtimestamp((self.t + self.clock_offset_ms) / 1000, UTC)
+        return when.year * 12 + when.month - 1
+
+    def _check_debiting_month(self) -> None:
+        # automatic debiting stop at 00:00 UTC on the 1st of a month (meter clock), the
+        # Kamstrup default billing period; windows end on that instant, so it closes cleanly
+        month = self._month_index()
+        if month != self.debit_month:
+            self.debit_month = month
+            if self.config.debiting_stop_monthly:
+                self._debiting_stop()
 
     # ---- breaker --------------------------------------------------------------------------
 
@@ -643,6 +676,9 @@ class Meter:
         """Close the debiting (billing) period: max values go into the accumulated max values
         and are cleared. Returns the number of debiting periods."""
         self.advance(now)
+        return self._debiting_stop()
+
+    def _debiting_stop(self) -> int:
         self.acc_p_plus += self.max_p_plus
         self.acc_p_minus += self.max_p_minus
         self.acc_q_plus += self.max_q_plus
