@@ -336,3 +336,31 @@ async def test_real_slaves_on_the_bus_collide_and_switch_baud() -> None:
     await bus.set_baud(9600)
     await bus.send(req_ud2(1))
     assert decode_frame(await bus.receive(0.3)) is not None
+
+
+async def test_a_frame_to_another_slave_still_confirms_a_baud_switch() -> None:
+    from mbuskit.slave import Slave
+
+    one, two = (Slave(_Device(12345678), primary_address=1),
+                Slave(_Device(12349999), primary_address=2))
+    bus = SimBus([one, two])
+    for address in (1, 2):
+        await bus.send(LongFrame(0x53, address, 0xBD).encode())
+        assert await bus.receive(0.3) == b"\xe5"
+    await bus.set_baud(9600)
+    await bus.send(req_ud2(2))  # heard by slave 1 at its new rate: its switch is confirmed
+    assert await bus.receive(0.3)
+    assert one.get_timer() is None
+    bus.idle(120)
+    await bus.send(req_ud2(1))
+    assert await bus.receive(0.3)
+    assert one.baud == two.baud == 9600
+    # without that frame, the fall-back timer brings a slave back to 2400
+    three = Slave(_Device(11111111), primary_address=3)
+    bus3 = SimBus([three])
+    await bus3.send(LongFrame(0x53, 3, 0xBD).encode())
+    assert await bus3.receive(0.3) == b"\xe5"
+    bus3.idle(120)
+    await bus3.send(req_ud2(3))
+    assert await bus3.receive(0.3)  # at 2400 again
+    assert three.baud == 2400

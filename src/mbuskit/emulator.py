@@ -659,6 +659,7 @@ class Emulator:
                 await served.server.stop()
             else:
                 served.server.close()
+                await served.gateway.close_connections()
                 await served.server.wait_closed()
 
     async def stop(self) -> None:

@@ -70,6 +70,15 @@ class Gateway:
         timing.answer_delay(self.baud, self.answer_bits)  # refuses a delay outside the window
         self.segment = Segment(self.slaves)
         self._lock = asyncio.Lock()
+        self.connections: set[asyncio.Task[None]] = set()
+
+    async def close_connections(self) -> None:
+        """End every master connection (asyncio.Server.close leaves them open)."""
+        tasks = [t for t in self.connections if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def exchange(self, frame: Frame, wire_bytes: int, baud: int | None = None) -> bytes:
         """Put one master frame on the bus; the combined answer (b"" when nobody answers).
@@ -143,15 +152,13 @@ async def _serve_connection(gateway: Gateway, reader: asyncio.StreamReader,
     except (ConnectionError, OSError) as exc:
         gateway.stats.dropped += 1
         log.warning("%s: connection from %s dropped: %s", gateway.name, peer, exc)
-    except asyncio.CancelledError:
-        raise
     except Exception:  # a bug in a slave must not take the gateway down
         gateway.stats.dropped += 1
         log.exception("%s: error while serving %s; connection closed", gateway.name, peer)
     finally:
         writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
 
 
 def _as_gateway(bus: Gateway | Iterable[SlaveLike], **options: Any) -> Gateway:
@@ -172,7 +179,18 @@ async def serve_tcp(bus: Gateway | Iterable[SlaveLike], host: str, port: int,
         gateway.name = f"tcp {host}:{port}"
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _serve_connection(gateway, reader, writer)
+        task = asyncio.current_task()
+        if task is not None:
+            gateway.connections.add(task)
+        try:
+            await _serve_connection(gateway, reader, writer)
+        except asyncio.CancelledError:
+            # the server is shutting down: this connection simply ends (asyncio's stream
+            # callback would report a cancelled handler as an error)
+            writer.close()
+        finally:
+            if task is not None:
+                gateway.connections.discard(task)
 
     try:
         server = await asyncio.start_server(handle, host, port)

@@ -28,7 +28,7 @@ from typing import Protocol, cast
 
 from .. import timing
 from ..errors import LocalError, TransportError
-from ..link import Frame, FrameReader, Skipped
+from ..link import ADDRESS_MAX_PRIMARY, Ack, Frame, FrameReader, Skipped
 
 
 class ReplyLike(Protocol):
@@ -106,6 +106,14 @@ class Segment:
                 getattr(slave, "handle_timer", None)):
             self._timed.append(cast(_Timed, slave))
 
+    @staticmethod
+    def _elsewhere(slave: SlaveLike, address: int | None) -> bool:
+        own = getattr(slave, "primary_address", None)
+        if not isinstance(own, int) or own == address:
+            return False
+        timer = getattr(slave, "get_timer", None)
+        return timer is None or timer() is None
+
     def tick(self, now: float) -> None:
         """Run the slaves' due timers (mbuskit.slave's baud fall-back), which a slave at another
         rate than the master's would otherwise never see, since it hears no frame."""
@@ -147,9 +155,17 @@ class Segment:
         if self._timed:
             self.tick(now)
         answers: list[bytes] = []
+        address = frame.address if not isinstance(frame, Ack) else None
+        # A frame to one primary address (EN 13757-2 5.5: 1..250, or 0) cannot concern a slave
+        # with another primary address that has no timer running (an unconfirmed baud switch
+        # is confirmed by any frame it hears): skip it, which saves the ignored-frame work of
+        # every other slave on a busy bus. 253/254/255 and selections reach every slave.
+        direct = address is not None and address <= ADDRESS_MAX_PRIMARY
         # Snapshot the listeners first: a slave that switches rate in this exchange has heard
         # this frame at the old rate and answers at it (EN 13757-2 baud switch: E5 at the old rate).
         for slave in [s for s in self.slaves if s.baud == baud]:
+            if direct and self._elsewhere(slave, address):
+                continue
             reply = slave.handle(frame, now)
             if reply is not None and reply.data:
                 answers.append(bytes(reply.data))
