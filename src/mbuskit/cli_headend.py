@@ -73,6 +73,8 @@ async def _run_until_signal(headend: Headend, duration: float | None,
     finally:
         await headend.stop()
         if emulator is not None:
+            # let the gateways see our connections close before their servers go away
+            await asyncio.sleep(0.2)
             await emulator.stop()  # type: ignore[attr-defined]
 
 

@@ -113,13 +113,13 @@ TransportFactory = Callable[[BusConfig], Transport]
 def transport_for(bus: BusConfig) -> Transport:
     """The transport of a configured bus: a TCP gateway or a serial port."""
     if bus.kind == "tcp":
-        from ..transport import tcp  # type: ignore[attr-defined]
+        from ..transport.tcp import TcpTransport
 
         host, _, port = bus.target.rpartition(":")
-        return tcp.TcpTransport(host, int(port), baud=bus.baud)  # type: ignore[no-any-return]
-    from ..transport import serial  # type: ignore[attr-defined]
+        return TcpTransport(host, int(port), baud=bus.baud)
+    from ..transport.serial import SerialTransport
 
-    return serial.SerialTransport(bus.target, baud=bus.baud)  # type: ignore[no-any-return]
+    return SerialTransport(bus.target, baud=bus.baud)
 
 
 __all__ = ["GLOBAL_READOUT", "MasterReader", "transport_for"]
