@@ -53,6 +53,20 @@ def test_cbc_matches_nist_sp800_38a_first_block() -> None:
         "7649abac8119b246cee98e9b12e9197d")
 
 
+# Published mode 5 example: Amber Wireless AMB8426-M manual V2.4 (Nov. 2013), page 35
+# (https://manualshive.com/en/manual/amber-wireless/amb8426-m/2919961?page=35): manufacturer
+# A2 05, ID 12345678, version 00, device type 03, access number 35h, configuration 0510h
+# (mode 5, one block). The key is 00 01 .. 0F (the manual's example key).
+AMBER_CIPHER = bytes.fromhex("1E34C77CFE6C59B154B663297FE6C3F7")
+AMBER_PLAIN = bytes.fromhex("2F2F007C085453455420434E452F2F2F")
+
+
+def test_published_mode5_vector() -> None:
+    iv = security.mode5_iv(bytes.fromhex("A205"), bytes.fromhex("78563412"), 0x00, 0x03, 0x35)
+    assert security.decrypt_cbc(KEY, iv, AMBER_CIPHER) == AMBER_PLAIN
+    assert security.encrypt_cbc(KEY, iv, AMBER_PLAIN[:13]) == AMBER_CIPHER
+
+
 def test_pad_adds_check_bytes_and_fillers() -> None:
     assert security.pad(b"\x04\x06") == b"\x2f\x2f\x04\x06" + b"\x2f" * 12
     assert security.pad(b"\x2f\x2f" + b"\x00" * 14) == b"\x2f\x2f" + b"\x00" * 14
