@@ -300,6 +300,9 @@ def test_refused_command_is_silent_and_reported_once_as_ci_70() -> None:
     err = s.handle(req(1), 1.0)
     assert err is not None and err.data == bytes.fromhex("6804046808017000791 6".replace(" ", ""))
     assert telegram_no(s.handle(req(1), 2.0)) == 0  # reported once, then data again
+    assert s.handle(snd(1, 0x51, b"\xee\x01"), 3.0) is None
+    assert s.handle(snd(1, 0x51, b"\x02\xfd\x3a\x00\x00"), 4.0) == Reply(b"\xe5")
+    assert rsp(s.handle(req(1), 5.0)).ci == 0x78  # the later command succeeded: no stale error
 
 
 def test_unknown_ci_gives_unimplemented_ci_error() -> None:

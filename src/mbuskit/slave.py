@@ -24,7 +24,7 @@ Behaviour chosen where the standard leaves room (see also docs/register-map.md):
   (the master lost the E5). This protects add/subtract commands such as a prepayment top-up.
 * A SND_UD the device refuses, or a CI the slave does not implement, gets no acknowledgement,
   and the reason is held as an application error (CI 70h, EN 13757-3 clause 6.6) for the next
-  REQ_UD2. SND_NKE clears a held error.
+  REQ_UD2. SND_NKE or a later SND_UD that is executed clears a held error.
 * Baud rates (CI B8h..BFh): the supported ones are acknowledged at the old rate, then the slave
   listens at the new rate. If no frame arrives at the new rate within ``baud_fallback`` seconds
   the slave returns to the old rate (vendor practice: ABB, Gossen-Metrawatt), so that a master
@@ -451,6 +451,7 @@ class Slave:
             return None
         if result.primary_address is not None:
             _check_primary(result.primary_address)
+        self._pending_error = None  # a held error belongs to the last SND_UD only
         reply = self._answer(now, _ACK, f"CI {ci:02X} executed")
         if result.primary_address is not None:
             self.primary_address = result.primary_address
@@ -461,6 +462,7 @@ class Slave:
             self._refuse(now, refused(f"baud {rate} not supported",
                                       APP_ERROR_UNIMPLEMENTED_CI))
             return None
+        self._pending_error = None
         if rate == self._baud.rate:
             return self._answer(now, _ACK, f"already at {rate} Bd")
         old = self._baud.rate
