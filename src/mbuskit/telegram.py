@@ -149,7 +149,8 @@ def manufacturer_code(letters: str) -> int:
 
 
 def manufacturer_letters(code: int) -> str:
-    return "".join(chr(((code >> shift) & 0x1F) + 64) for shift in (10, 5, 0))
+    return (chr(((code >> 10) & 0x1F) + 64) + chr(((code >> 5) & 0x1F) + 64)
+            + chr((code & 0x1F) + 64))
 
 
 def _bcd_id(raw: bytes) -> int:
@@ -664,25 +665,24 @@ def decode_telegram(frame: LongFrame | bytes | bytearray, *, keys: KeySource = N
             raise DecodeError(f"{type(decoded).__name__} carries no telegram", offset=0,
                               expected="long frame")
         frame = decoded
-    ci, data = frame.ci, bytes(frame.data)
-    base = Telegram(frame.control, frame.address, ci)
+    c, a, ci, data = frame.control, frame.address, frame.ci, bytes(frame.data)
     diags: list[Diagnostic] = []
     baud = baud_of_ci(ci)
     if baud is not None:
         if data:
             raise DecodeError(f"baud switch CI {ci:02X} carries {len(data)} data bytes", offset=0)
-        return base
+        return Telegram(c, a, ci)
     if ci == CI.APPLICATION_RESET:
         if len(data) > 1:
             raise DecodeError("application reset has at most one subcode byte", offset=1)
-        return dataclasses.replace(base, subcode=data[0] if data else None)
+        return Telegram(c, a, ci, subcode=data[0] if data else None)
     if ci in (CI.SELECTION, CI.DESELECTION):
-        return dataclasses.replace(base, selection=decode_selection(data))
+        return Telegram(c, a, ci, selection=decode_selection(data))
     if ci == CI.APPLICATION_ERROR:
-        return dataclasses.replace(base, error_code=data[0] if data else None,
+        return Telegram(c, a, ci, error_code=data[0] if data else None,
                                    payload=data[1:])
     if ci == CI.ALARM:
-        return dataclasses.replace(base, alarm=data[0] if data else None, payload=data[1:])
+        return Telegram(c, a, ci, alarm=data[0] if data else None, payload=data[1:])
     if ci in (CI.RESPONSE_FIXED, CI.RESPONSE_FIXED_MSB):
         if len(data) != 16:
             raise DecodeError(f"fixed data structure is 16 bytes, got {len(data)}",
@@ -690,9 +690,9 @@ def decode_telegram(frame: LongFrame | bytes | bytearray, *, keys: KeySource = N
         msb = ci == CI.RESPONSE_FIXED_MSB
         raw = data[:4][::-1] if msb else data[:4]
         fh = FixedHeader(_bcd_id(raw), data[4], data[5], data[6], data[7], raw)
-        return dataclasses.replace(base, header=fh, records=_fixed_records(fh, data[8:], msb))
+        return Telegram(c, a, ci, header=fh, records=_fixed_records(fh, data[8:], msb))
     if is_manufacturer_ci(ci):
-        return dataclasses.replace(base, payload=data)
+        return Telegram(c, a, ci, payload=data)
 
     header: Header | None
     if ci in _LONG_CIS:
@@ -706,23 +706,23 @@ def decode_telegram(frame: LongFrame | bytes | bytearray, *, keys: KeySource = N
     else:
         if strict:
             raise DecodeError(f"unknown CI {ci:02X}", offset=0, expected="an EN 13757-3 CI")
-        return dataclasses.replace(base, payload=data,
+        return Telegram(c, a, ci, payload=data,
                                    diagnostics=(Diagnostic(0, f"unknown CI {ci:02X}"),))
     msb = ci in _MSB_CIS
     # EN 13757-3 6.x: VIFE 00h-0Fh are object actions towards a meter, record errors from it
     from_master = bool(frame.control & 0x40)
-    meter = str(header.address) if isinstance(header, LongHeader) else None
     if isinstance(header, LongHeader | ShortHeader) and header.security_mode in _CIPHER_MODES:
+        meter = str(header.address) if isinstance(header, LongHeader) else None
         try:
             plain, _ = _decrypt(header, data[start:], keys, meter)
         except SecurityError as exc:
             if strict:
                 raise
-            return dataclasses.replace(base, header=header, encrypted=True,
+            return Telegram(c, a, ci, header=header, encrypted=True,
                                        payload=data[start:],
                                        diagnostics=(Diagnostic(start, str(exc)),))
         records = _records(plain, 0, strict, diags, from_master)
-        return dataclasses.replace(base, header=header, records=tuple(records), encrypted=True,
+        return Telegram(c, a, ci, header=header, records=tuple(records), encrypted=True,
                                    decrypted=True, payload=data[start:],
                                    diagnostics=tuple(diags))
     records = (_records_msb if msb else _records)(data, start, strict, diags, from_master)
@@ -730,7 +730,7 @@ def decode_telegram(frame: LongFrame | bytes | bytearray, *, keys: KeySource = N
     tail = data[used:]
     if tail and not diags:
         diags.append(Diagnostic(used, "bytes after the last record"))
-    return dataclasses.replace(base, header=header, records=tuple(records), payload=tail,
+    return Telegram(c, a, ci, header=header, records=tuple(records), payload=tail,
                                diagnostics=tuple(diags))
 
 
