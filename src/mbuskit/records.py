@@ -21,14 +21,18 @@ Decoding rules chosen where the standard leaves room (each is tested):
   values are returned as ``bytes`` in transmission order.
 * Plain-text VIF 0x7C/0xFC: the length byte and the text (last character first) follow the
   VIF byte directly, then the VIFEs if the VIF has its extension bit. This is the layout of
-  m-bus.com 8.4.5 ("the true VIF is represented by the following ASCII string"), of libmbus,
-  and of every real telegram we have (Elvaco CMa10 in the libmbus corpus).
+  "The M-Bus: A Documentation" (m-bus.com: "the true VIF is represented by the following
+  ASCII string with the length given in the first byte"), of libmbus, and of every real
+  telegram we have (Elvaco CMa10 in the libmbus corpus). m-bus-parser reads the VIFEs first;
+  no telegram that does so was found.
 * Dates (EN 13757-3 annex A), chosen by the data length when the VIF (or a combinable VIFE)
   names a date: 2 bytes type G (date), 3 bytes type J (time of day), 4 bytes type F
   (date and time to the minute), 6 bytes type I (to the second). Type F years use the
   hundred-year bits: year = 1900 + 100 * HY + YY, except HY = 0 and YY <= 80, which old
   meters send for 2000-2080. Types G and I carry no century: YY <= 80 is 20YY, else 19YY.
   The invalid bit (IV) or an impossible date gives ``value`` None and ``valid`` False.
+  Types K (daylight saving, 0xFD 0x72) and M (LVAR date-time of the 2018 edition) could not
+  be sourced: K decodes as an unsigned integer, M as its LVAR bytes.
 * Scaling: value = raw * 10**exponent, an ``int`` when the exponent is >= 0, an exact
   ``Decimal`` when it is negative, a ``float`` for real32. Multiplicative VIFE corrections
   (0x70-0x77, 0x7D) change the exponent; an additive correction (0x78-0x7B) adds
@@ -37,9 +41,12 @@ Decoding rules chosen where the standard leaves room (each is tested):
   0x00) keeps its decoded value but has ``valid`` False and qualifier "error:<name>". The same
   codes sent master to slave are object actions ("action:<name>", ``from_master=True``).
 * Reserved VIF/VIFE codes are not errors: the record's length is known from the DIF, so it
-  decodes with quantity "unknown" (or an "vife:XX" qualifier). Only what makes the record's
-  length unknown is a DecodeError: reserved special DIFs 0x3F-0x6F and 0x8F-0xFF... with
-  data field F, reserved LVAR codes, truncation, more than 10 DIFEs or VIFEs.
+  decodes with quantity "unknown" (or a "vife:XX" qualifier) and the raw number. Only what
+  leaves the record's length unknown is a DecodeError: a special DIF other than 0x0F, 0x1F,
+  0x2F, 0x7F (i.e. 0x3F-0x6F and every data field F with the extension bit), a reserved
+  LVAR, truncation, more than 10 DIFEs or VIFEs.
+* Quantities, units and exponents come from ``mbuskit.vif`` (durations keep their own unit:
+  "h" for the Kamstrup hour counter ``04 22``, not seconds).
 """
 
 from __future__ import annotations
@@ -176,7 +183,10 @@ def _record(  # noqa: PLR0917 (positional arguments are the fast path)
 # 0 for "no data" and for 8 "selection for readout" (EN 13757-3:2018 table 4).
 _DATA_LEN = (0, 1, 2, 3, 4, 4, 6, 8, 0, 1, 2, 3, 4, -1, 6, -2)
 _INT_FIELDS = frozenset((1, 2, 3, 4, 6, 7))
-_BCD_FIELDS = frozenset((9, 10, 11, 12, 14))
+# Data field -> how its value is read (one tuple index instead of set lookups per record).
+_VT_NONE, _VT_INT, _VT_REAL, _VT_BCD, _VT_LVAR, _VT_SELECTION, _VT_SPECIAL = range(7)
+_VTYPE = (_VT_NONE, _VT_INT, _VT_INT, _VT_INT, _VT_INT, _VT_REAL, _VT_INT, _VT_INT,
+          _VT_SELECTION, _VT_BCD, _VT_BCD, _VT_BCD, _VT_BCD, _VT_LVAR, _VT_BCD, _VT_SPECIAL)
 _FUNCTIONS = tuple(FunctionField((dif >> 4) & 3) for dif in range(256))
 _MAX_EXT = 10  # EN 13757-3: at most 10 DIFEs and 10 VIFEs
 
@@ -426,6 +436,7 @@ def decode_records(
                           expected=f"0..{end}")
     out: list[DataRecord] = []
     append = out.append
+    new = object.__new__
     pos = offset
     start = offset
     try:
@@ -433,8 +444,8 @@ def decode_records(
             start = pos
             dif = data_buf[pos]
             pos += 1
-            field = dif & 0x0F
-            if field == 0x0F:
+            vt = _VTYPE[dif & 0x0F]
+            if vt == _VT_SPECIAL:
                 pos = _special(data_buf, dif, start, end, out)
                 continue
             storage = (dif >> 6) & 1
@@ -499,56 +510,75 @@ def decode_records(
             if plain is not None:
                 quantity, unit = "plain_text", plain
             lvar: int | None = None
-            length = _DATA_LEN[field]
-            if field == 8:
-                append(_record(data_buf[start:pos], _SELECTION, dif, dife, vif, vife, plain,
-                               b"", _FUNCTIONS[dif], storage, tariff, subunit, quantity,
-                               unit, None, description, False, qualifiers, True, None))
-                continue
-            if length < 0:
-                if pos >= end:
-                    raise DecodeError("premature end of data: LVAR missing", offset=pos,
-                                      record=len(out), expected="LVAR")
-                lvar = data_buf[pos]
-                pos += 1
-                length = _lvar_length(lvar, pos, len(out))
-            if pos + length > end:
-                raise DecodeError(f"premature end of data: {end - pos} of {length} bytes",
-                                  offset=end, record=len(out), expected=f"{length} bytes")
-            data = data_buf[pos:pos + length]
-            pos += length
             valid = not error
             value: Value
-            if field in _INT_FIELDS:
-                if kind == _KIND_DATE and length in _DATE_SIZES:
-                    value = _DATE_DECODERS[length](data)
-                    valid = valid and value is not None
-                else:
-                    raw = _from_bytes(data, "little", signed=kind != _KIND_UNSIGNED)
-                    if add is not None:
-                        value = _scale(raw, exponent, add)
-                    elif exponent > 0:
-                        value = raw * _POW10[exponent]
-                    elif exponent:
-                        value = _D(raw).scaleb(exponent)
-                    else:
-                        value = raw
-            elif field in _BCD_FIELDS:
-                bcd = _bcd(data)
-                if bcd is None:
-                    value, valid = None, False
-                else:
-                    value = _scale(bcd, exponent, add) if exponent or add is not None else bcd
-            elif field == 5:
-                value = _scale(_unpack_f(data)[0], exponent, add)
-            elif field == 0x0D:
-                value, valid = _lvar_value(lvar, data, exponent, add, valid)
-            else:  # data field 0: no data
+            if vt == _VT_SELECTION:
+                kind_out = _SELECTION
+                data = b""
                 value = None
-            # _record() inlined: this is the hot path.
-            rec = _Building(data_buf[start:pos], _DATA, dif, dife, vif, vife, plain, data,
-                            _FUNCTIONS[dif], storage, tariff, subunit, quantity, unit, value,
-                            description, False, qualifiers, valid, lvar)
+                valid = True
+            else:
+                kind_out = _DATA
+                length = _DATA_LEN[dif & 0x0F]
+                if vt == _VT_LVAR:
+                    if pos >= end:
+                        raise DecodeError("premature end of data: LVAR missing", offset=pos,
+                                          record=len(out), expected="LVAR")
+                    lvar = data_buf[pos]
+                    pos += 1
+                    length = _lvar_length(lvar, pos, len(out))
+                if pos + length > end:
+                    raise DecodeError(f"premature end of data: {end - pos} of {length} bytes",
+                                      offset=end, record=len(out), expected=f"{length} bytes")
+                data = data_buf[pos:pos + length]
+                pos += length
+                if vt == _VT_INT:
+                    if kind == _KIND_DATE and length in _DATE_SIZES:
+                        value = _DATE_DECODERS[length](data)
+                        valid = valid and value is not None
+                    else:
+                        value = _from_bytes(data, "little", signed=kind != _KIND_UNSIGNED)
+                        if add is not None:
+                            value = _scale(value, exponent, add)
+                        elif exponent > 0:
+                            value *= _POW10[exponent]
+                        elif exponent:
+                            value = _D(value).scaleb(exponent)
+                elif vt == _VT_BCD:
+                    value = _bcd(data)
+                    if value is None:
+                        valid = False
+                    elif add is not None or exponent:
+                        value = _scale(value, exponent, add)
+                elif vt == _VT_REAL:
+                    value = _scale(_unpack_f(data)[0], exponent, add)
+                elif vt == _VT_LVAR:
+                    value, valid = _lvar_value(lvar, data, exponent, add, valid)
+                else:  # data field 0: no data
+                    value = None
+            # The fields of DataRecord, stored straight into a _Building (see there) and
+            # re-classed: this is the hot path, a call with 20 arguments costs as much again.
+            rec = new(_Building)
+            rec.raw = data_buf[start:pos]
+            rec.kind = kind_out
+            rec.dif = dif
+            rec.dife = dife
+            rec.vif = vif
+            rec.vife = vife
+            rec.plain_unit = plain
+            rec.data = data
+            rec.function = _FUNCTIONS[dif]
+            rec.storage = storage
+            rec.tariff = tariff
+            rec.subunit = subunit
+            rec.quantity = quantity
+            rec.unit = unit
+            rec.value = value
+            rec.description = description
+            rec.more_records_follow = False
+            rec.qualifiers = qualifiers
+            rec.valid = valid
+            rec.lvar = lvar
             rec.__class__ = DataRecord  # type: ignore[assignment]
             append(rec)  # type: ignore[arg-type]
     except DecodeError as exc:
