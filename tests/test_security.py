@@ -35,6 +35,13 @@ def test_config_word_fields() -> None:
         security.with_blocks(0, 16)
 
 
+def test_config_flags() -> None:
+    assert security.config_flags(0x2550) == ("synchronous", "content 0")
+    assert security.config_flags(0xC000) == ("bidirectional", "accessibility")
+    assert security.config_flags(0x0507) == ("content 1", "repeated access", "hop counter")
+    assert security.config_flags(0xFFFF) == ("bidirectional", "accessibility", "synchronous")
+
+
 def test_mode5_iv_layout() -> None:
     iv = security.mode5_iv(b"\x2d\x2c", bytes.fromhex("20918314"), 0x01, 0x02, 0x07)
     assert iv == bytes.fromhex("2d2c2091831401020707070707070707")

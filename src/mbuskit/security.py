@@ -48,6 +48,19 @@ def encrypted_blocks(config: int) -> int:
     return (config >> 4) & 0x0F
 
 
+def config_flags(config: int) -> tuple[str, ...]:
+    """Named bits of the configuration word (EN 13757-7 table 18, OMS vol. 2 table 20):
+    bit 15 bidirectional, 14 accessibility, 13 synchronous; in modes 5 and 7 also bits 3-2
+    content of message, bit 1 repeated access, bit 0 hop counter."""
+    out = [name for bit, name in ((15, "bidirectional"), (14, "accessibility"),
+                                  (13, "synchronous")) if config >> bit & 1]
+    if security_mode(config) in (MODE_AES_CBC_IV, MODE_AES_CBC_NO_IV):
+        out.append(f"content {(config >> 2) & 3}")
+        out.extend(name for bit, name in ((1, "repeated access"), (0, "hop counter"))
+                   if config >> bit & 1)
+    return tuple(out)
+
+
 def with_blocks(config: int, blocks: int) -> int:
     if not 0 <= blocks <= 15:
         raise SecurityError(f"{blocks} encrypted blocks do not fit the configuration word (0-15)")
@@ -222,6 +235,7 @@ __all__ = [
     "MODE_NONE",
     "ZERO_IV",
     "KeyStore",
+    "config_flags",
     "decrypt_cbc",
     "encrypt_cbc",
     "encrypted_blocks",
