@@ -88,10 +88,12 @@ class DataRecord:
 
     quantity: a stable snake_case name ("energy", "power", "reactive_energy", "voltage",
     "current", "on_time", "date_time", "fabrication_number", ...). unit: the SI unit of
-    ``value`` ("Wh", "W", "varh", "var", "V", "A", "s", "m^3", "" when dimensionless or not a
-    physical value). value: already scaled to ``unit``: int when exact and integral, Decimal
-    when an integer/BCD value carries a negative decimal exponent, float for real32,
-    datetime/date for dates, str for ASCII, bytes for binary/manufacturer data.
+    ``value`` ("Wh", "W", "varh", "var", "V", "A", "m^3", "" when dimensionless or not a
+    physical value); durations keep the unit their VIF names ("s", "min", "h", "d", "month",
+    "year"), see ``mbuskit.vif``. value: already scaled to ``unit``: int when exact and
+    integral, Decimal when an integer/BCD value carries a negative decimal exponent, float
+    for real32, datetime/date/time for dates (types F, I / G / J), str for ASCII, bytes for
+    binary/manufacturer data, None when there is no value or it is invalid.
     """
 
     raw: bytes
