@@ -232,11 +232,11 @@ def parse_duration(raw: int | float | str) -> float | None:
     return float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
 
 
-def _host_port(text: str, default_port: int) -> tuple[str, int] | None:
+def _host_port(text: str, default_port: int, *, allow_zero: bool = False) -> tuple[str, int] | None:
     host, sep, port = text.rpartition(":")
     if not sep:
         return (text, default_port) if text else None
-    if not port.isdigit() or not 0 < int(port) < 65536 or not host:
+    if not port.isdigit() or not (0 if allow_zero else 1) <= int(port) < 65536 or not host:
         return None
     return host.strip("[]"), int(port)
 
@@ -312,7 +312,7 @@ def parse_config(text: str, *, path: str | None = None) -> Config:
     http = HttpConfig()
     if (s := section("http")) is not None:
         bind = s.get("bind", str, f"{http.host}:{http.port}")
-        hp = _host_port(bind, http.port)
+        hp = _host_port(bind, http.port, allow_zero=True)  # port 0: any free port
         if hp is None:
             raise s.error(f"expected HOST:PORT, got {bind!r}", "bind")
         token = s.get("token", str, None)
