@@ -439,6 +439,19 @@ def test_mode5_plain_tail_after_encrypted_blocks() -> None:
     assert encode_telegram(t).encode() == raw
 
 
+def test_mode5_master_command_long_header() -> None:
+    # SND_UD CI 5Bh: the command's long header names the addressed meter and gives the IV
+    cmd = decode_telegram(frame(0x53, 0xFD, 0x5B, "209183142D2C0102 0500 0000".replace(" ", "")
+                                + "017A08"))
+    assert cmd.records[0].value == 8
+    sealed = encrypt_telegram(cmd, KEY)
+    raw = encode_telegram(sealed).encode()
+    back = decode_telegram(raw, keys=KEY)
+    assert back.ci == CI.COMMAND_LONG and back.decrypted
+    assert [r.value for r in back.records if r.kind.value == "data"] == [8]
+    assert encode_telegram(back).encode() == raw
+
+
 def test_mode5_wrong_or_missing_key() -> None:
     raw = encode_telegram(encrypt_telegram(_plain_kam(), KEY)).encode()
     with pytest.raises(SecurityError, match="wrong key") as info:
