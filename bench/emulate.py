@@ -1,16 +1,18 @@
 """Emulator benchmark: one process serving 1,000 meters (50 TCP gateways of 20) while masters
 poll every gateway at once.
 
-Prints answers per second, p50/p99 answer latency (REQ_UD2 sent -> whole RSP_UD received) and
-memory per meter. Bar: p99 under 84 ms, the latest legal answer start at 9600 baud (330 bit
-times + 50 ms, EN 13757-2), on this 2-core machine. No peer emulator of M-Bus slaves exists to
-measure in the same run (libmbus and pyMeterBus are masters/decoders only), so the result is
-printed against the bar.
+Prints answers per second, p50/p99 answer latency (REQ_UD2 sent -> first byte, and -> whole
+RSP_UD received), server CPU per answer and memory per meter, in two runs: gateways in real
+time at 9600 baud (each bus as busy as its wire allows; the bar is measured here) and as fast
+as possible (the capacity of the process). Bar: answer start p99 under 84 ms, the latest legal
+answer start at 9600 baud (330 bit times + 50 ms, EN 13757-2), on this 2-core machine. No peer
+emulator of M-Bus slaves exists to measure in the same run (libmbus and pyMeterBus are masters
+and decoders only), so the result is printed against the bar.
 
 The meters run in a second process (this script with ``--serve``), as ``mbus emulate`` would;
 the masters are plain asyncio clients, one per gateway, each reading its 20 meters in turn.
 
-    python bench/emulate.py [--gateways 50] [--meters 20] [--seconds 10] [--realtime]
+    python bench/emulate.py [--gateways 50] [--meters 20] [--seconds 10] [--mode both]
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import argparse
 import asyncio
 import gc
 import json
-import statistics
+import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,12 +72,24 @@ def serve(gateways: int, meters: int, port: int, realtime: bool) -> None:
 
 # -- master side ----------------------------------------------------------------------------------
 
-async def poll_gateway(where: str, meters: int, until: float, latencies: list[float],
-                       errors: list[str]) -> None:
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Tally:
+    first_byte: list[float] = field(default_factory=list)  # request sent -> first answer byte
+    whole: list[float] = field(default_factory=list)  # request sent -> last answer byte
+    errors: list[str] = field(default_factory=list)
+
+
+async def poll_gateway(where: str, meters: int, until: float, tally: Tally) -> None:
     host, port = where.rsplit(":", 1)
     reader, writer = await asyncio.open_connection(host, int(port))
     frames = FrameReader()
-    fcb = {a: True for a in range(1, meters + 1)}
+    fcb = dict.fromkeys(range(1, meters + 1), True)
     try:
         while time.perf_counter() < until:
             for address in range(1, meters + 1):
@@ -84,18 +99,23 @@ async def poll_gateway(where: str, meters: int, until: float, latencies: list[fl
                 start = time.perf_counter()
                 writer.write(request)
                 got: list[object] = []
-                while not got:
-                    chunk = await asyncio.wait_for(reader.read(4096), 2.0)
-                    if not chunk:
-                        raise ConnectionError("gateway closed the connection")
-                    got = [f for f in frames.feed(chunk) if isinstance(f, LongFrame)]
-                latencies.append(time.perf_counter() - start)
+                first = 0.0
+                async with asyncio.timeout(5.0):
+                    while not got:
+                        chunk = await reader.read(4096)
+                        if not chunk:
+                            raise ConnectionError("gateway closed the connection")
+                        first = first or time.perf_counter()
+                        got = [f for f in frames.feed(chunk) if isinstance(f, LongFrame)]
+                end = time.perf_counter()
+                tally.first_byte.append(first - start)
+                tally.whole.append(end - start)
                 frame = got[0]
                 assert isinstance(frame, LongFrame)
                 if frame.address != address:
-                    errors.append(f"{where}: asked {address}, answer from {frame.address}")
+                    tally.errors.append(f"{where}: asked {address}, answer from {frame.address}")
     except (TimeoutError, ConnectionError) as exc:
-        errors.append(f"{where}: {exc!r}")
+        tally.errors.append(f"{where}: {exc!r}")
     finally:
         writer.close()
 
@@ -105,64 +125,105 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+@dataclass
+class Phase:
+    realtime: bool
+    tally: Tally
+    elapsed: float
+    cpu: float
+    rss_before_kib: int
+    rss_end_kib: int
+    gateways: int
+
+
+def run_phase(args: argparse.Namespace, realtime: bool) -> Phase:
+    cmd = [sys.executable, __file__, "--serve", "--gateways", str(args.gateways), "--meters",
+           str(args.meters), "--port", str(args.port)] + (["--realtime"] if realtime else [])
+    server = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        hello = json.loads(server.stdout.readline())
+        wheres: list[str] = hello["where"]
+        tally = Tally()
+
+        async def masters() -> float:
+            start = time.perf_counter()
+            until = start + args.seconds
+            await asyncio.gather(*(poll_gateway(w, args.meters, until, tally) for w in wheres))
+            return time.perf_counter() - start
+
+        cpu0 = cpu_seconds(server.pid)
+        elapsed = asyncio.run(masters())
+        cpu = cpu_seconds(server.pid) - cpu0
+        rss_end = rss_kib(server.pid)
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        server.wait(timeout=30)
+    return Phase(realtime, tally, elapsed, cpu, hello["rss_before_kib"], rss_end, len(wheres))
+
+
+def report(phase: Phase, n_meters: int) -> bool:
+    t = phase.tally
+    answers = len(t.whole)
+    mode = ("real time at 9600 baud (request bytes, 11-bit answer delay and answer bytes "
+            "take wire time)" if phase.realtime else "as fast as possible (capacity)")
+    print(f"-- {mode}: {n_meters} meters on {phase.gateways} TCP gateways in one process, "
+          f"{phase.gateways} masters polling at once for {phase.elapsed:.1f} s")
+    if not answers:
+        print(f"   no answers; errors: {t.errors[:3]}")
+        return False
+    print(f"   answers per second   {answers / phase.elapsed:9.0f}   ({answers} answers, server "
+          f"CPU {phase.cpu / answers * 1e3:.2f} ms per answer)")
+    for name, values in (("answer start", t.first_byte), ("whole answer", t.whole)):
+        print(f"   {name:13s} p50 {pct(values, 50) * 1e3:7.2f} ms   p99 "
+              f"{pct(values, 99) * 1e3:7.2f} ms   max {max(values) * 1e3:7.2f} ms")
+    per_meter = (phase.rss_end_kib - phase.rss_before_kib) / n_meters
+    print(f"   memory per meter     {per_meter:9.1f} KiB  (server RSS "
+          f"{phase.rss_end_kib / 1024:.1f} MiB after the run, "
+          f"{phase.rss_before_kib / 1024:.1f} MiB before the meters were built)")
+    if t.errors:
+        print(f"   errors: {len(t.errors)}; first: {t.errors[0]}")
+    return not t.errors
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--gateways", type=int, default=50)
     parser.add_argument("--meters", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--port", type=int, default=21000)
-    parser.add_argument("--realtime", action="store_true",
-                        help="gateways wait as the 9600-baud wire would")
+    parser.add_argument("--mode", choices=("both", "realtime", "fast"), default="both")
+    parser.add_argument("--realtime", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.gateways, args.meters, args.port, args.realtime)
         return 0
 
-    cmd = [sys.executable, __file__, "--serve", "--gateways", str(args.gateways), "--meters",
-           str(args.meters), "--port", str(args.port)] + (["--realtime"] if args.realtime else [])
-    server = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        hello = json.loads(server.stdout.readline())
-        wheres: list[str] = hello["where"]
-        latencies: list[float] = []
-        errors: list[str] = []
-
-        async def masters() -> float:
-            start = time.perf_counter()
-            until = start + args.seconds
-            await asyncio.gather(*(poll_gateway(w, args.meters, until, latencies, errors)
-                                   for w in wheres))
-            return time.perf_counter() - start
-
-        elapsed = asyncio.run(masters())
-        rss_end = rss_kib(server.pid)
-    finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        server.wait(timeout=30)
-
     n_meters = args.gateways * args.meters
-    per_meter = (rss_end - hello["rss_before_kib"]) / n_meters
-    p50, p99 = pct(latencies, 50), pct(latencies, 99)
-    mode = "realtime at 9600 baud" if args.realtime else "as fast as possible"
-    print(f"emulator: {n_meters} meters on {len(wheres)} TCP gateways, one process ({mode}); "
-          f"{len(wheres)} masters polling at once for {elapsed:.1f} s")
-    print(f"answers per second   {len(latencies) / elapsed:10.0f}   ({len(latencies)} answers)")
-    print(f"latency p50          {p50 * 1000:10.2f} ms")
-    print(f"latency p99          {p99 * 1000:10.2f} ms   (max {max(latencies) * 1000:.2f} ms,"
-          f" mean {statistics.fmean(latencies) * 1000:.2f} ms)")
-    print(f"memory per meter     {per_meter:10.1f} KiB   (server RSS {rss_end / 1024:.1f} MiB"
-          f" after the run, {hello['rss_before_kib'] / 1024:.1f} MiB before the meters)")
-    if errors:
-        print(f"errors: {len(errors)}; first: {errors[0]}")
-    verdict = "meets" if p99 < BAR_SECONDS and not errors else "MISSES"
-    print(f"bar: p99 {p99 * 1000:.2f} ms vs {BAR_SECONDS * 1000:.1f} ms (330 bit times + 50 ms "
-          f"at 9600 baud): {verdict} the bar, ratio {BAR_SECONDS / p99:.1f}x headroom")
+    ok = True
+    bar_phase: Phase | None = None
+    for realtime in (True, False):
+        if args.mode == ("fast" if realtime else "realtime"):
+            continue
+        phase = run_phase(args, realtime)
+        ok = report(phase, n_meters) and ok
+        if bar_phase is None:
+            bar_phase = phase
+    assert bar_phase is not None
+    values = bar_phase.tally.first_byte
+    if not values:
+        return 1
+    p99 = pct(values, 99)
+    meets = p99 < BAR_SECONDS and ok
+    which = "real-time" if bar_phase.realtime else "as-fast-as-possible"
+    print(f"bar: answer start p99 {p99 * 1e3:.2f} ms ({which} run) vs {BAR_SECONDS * 1e3:.1f} ms "
+          f"(330 bit times + 50 ms at 9600 baud): {'meets' if meets else 'MISSES'} the bar, "
+          f"{BAR_SECONDS / p99:.1f}x headroom")
     print("peer: none measurable (no other M-Bus slave emulator in this environment); "
-          "compared against the EN 13757-2 window instead")
-    return 0 if verdict == "meets" else 1
+          "compared against the EN 13757-2 answer window instead")
+    return 0 if meets else 1
 
 
 if __name__ == "__main__":

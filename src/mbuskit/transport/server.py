@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import timing
 from ..errors import TransportError
-from ..link import Frame, FrameReader, Skipped
+from ..link import Frame, FrameReader, LongFrame, ShortFrame, Skipped
 from .simbus import Segment, SlaveLike
 
 log = logging.getLogger("mbuskit.server")
@@ -35,7 +35,13 @@ Clock = Callable[[], float]
 
 # Pacing granularity of realtime answers: bytes are written in slices of about this many seconds
 # of wire time, so that a master sees the first byte early without a sleep per byte.
-_PACE_SLICE = 0.010
+_PACE_SLICE = 0.025
+
+
+async def _sleep_until(loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+    delay = deadline - loop.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
 
 
 @dataclass
@@ -87,9 +93,14 @@ class Gateway:
         the master sent it at when the port tells us (a pty), else the gateway's rate.
         """
         rate = self.baud if baud is None else baud
+        loop = asyncio.get_running_loop()
+        sent = 0.0
         async with self._lock:
             if self.realtime:
-                await asyncio.sleep(timing.frame_time(wire_bytes, rate))
+                # the master's last stop bit is on the wire the request's length after it
+                # reached the gateway; the slave's answer starts its answer delay later
+                sent = loop.time() + timing.frame_time(wire_bytes, rate)
+                await _sleep_until(loop, sent)
             result = self.segment.offer(frame, rate, self.clock())
             self.stats.frames += 1
             if result.answered:
@@ -97,28 +108,42 @@ class Gateway:
             if result.answered > 1:
                 self.stats.collisions += 1
             if result.reply and self.realtime:
-                await asyncio.sleep(timing.answer_delay(rate, self.answer_bits))
+                await _sleep_until(loop, sent + timing.answer_delay(rate, self.answer_bits))
             return result.reply
 
     async def write_paced(self, write: Callable[[bytes], Any], data: bytes,
                           baud: int | None = None) -> None:
-        """Write ``data``; in realtime mode at the rate the wire would carry it."""
+        """Write ``data``; in realtime mode at the rate the wire would carry it.
+
+        Deadlines are absolute from the first byte, so a late wake-up of a busy event loop
+        does not add up over the slices of one answer.
+        """
         if not self.realtime:
             write(data)
             return
-        rate = self.baud if baud is None else baud
-        per = timing.byte_time(rate)
+        loop = asyncio.get_running_loop()
+        per = timing.byte_time(self.baud if baud is None else baud)
         step = max(1, int(_PACE_SLICE / per))
+        start = loop.time()
         for i in range(0, len(data), step):
             chunk = data[i:i + step]
+            await _sleep_until(loop, start + i * per)
             write(chunk)
-            await asyncio.sleep(per * len(chunk))
+        await _sleep_until(loop, start + len(data) * per)
 
     def note_skipped(self, items: list[Skipped]) -> None:
         for item in items:
             self.stats.skipped += 1
             log.debug("%s: silence for %d bytes of noise (%s)", self.name, len(item.data),
                       item.reason)
+
+
+def _wire_length(frame: Frame) -> int:
+    if isinstance(frame, ShortFrame):
+        return 5
+    if isinstance(frame, LongFrame):
+        return 9 + len(frame.data)  # 68 L L 68 C A CI data CS 16
+    return 1
 
 
 def _frames(reader: FrameReader, data: bytes, gateway: Gateway) -> list[tuple[Frame, int]]:
@@ -128,7 +153,7 @@ def _frames(reader: FrameReader, data: bytes, gateway: Gateway) -> list[tuple[Fr
         if isinstance(item, Skipped):
             gateway.note_skipped([item])
         else:
-            out.append((item, len(item.encode())))
+            out.append((item, _wire_length(item)))
     return out
 
 
