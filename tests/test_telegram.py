@@ -391,6 +391,7 @@ def test_damaged_records_strict_and_lenient() -> None:
     (diag,) = t.diagnostics
     assert diag.record == 3 and diag.offset == 12 + len(KAM_RECORDS) // 2
     assert "premature end" in diag.reason
+    assert str(diag).endswith(f"(record 3, offset {diag.offset})")
     assert encode_telegram(t).encode() == raw  # nothing lost
 
 
@@ -467,6 +468,17 @@ def test_mode5_wrong_or_missing_key() -> None:
     assert lenient.encrypted and not lenient.decrypted and lenient.records == ()
     assert "no key" in lenient.diagnostics[0].reason
     assert encode_telegram(lenient).encode() == raw
+
+
+def test_mode7_is_refused_but_kept_exactly() -> None:
+    # mode 7 (config 0710h) carries a configuration extension byte after the word
+    raw = frame(0x08, 0x01, 0x72, "209183142D2C0102 0900 1007 10".replace(" ", "") + "00" * 16)
+    with pytest.raises(SecurityError, match="mode 7"):
+        decode_telegram(raw, keys=KEY)
+    t = decode_telegram(raw, keys=KEY, strict=False)
+    assert isinstance(t.header, LongHeader) and t.header.config_ext == 0x10
+    assert t.encrypted and not t.decrypted and "mode 7" in str(t.diagnostics[0])
+    assert encode_telegram(t).encode() == raw
 
 
 def test_mode5_block_count_must_fit() -> None:

@@ -478,6 +478,10 @@ class Diagnostic:
     reason: str
     record: int | None = None
 
+    def __str__(self) -> str:
+        where = f"record {self.record}, " if self.record is not None else ""
+        return f"{self.reason} ({where}offset {self.offset})"
+
 
 @dataclass(frozen=True, slots=True)
 class Telegram:
