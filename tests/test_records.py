@@ -498,3 +498,16 @@ def test_build_lvar_values() -> None:
 def test_float_input_is_taken_by_its_decimal_repr() -> None:
     r = build_record(vif=h("FD 48"), value=232.7, data_field=2)  # 0.1 V register
     assert r.value == Decimal("232.7") and r.data == h("17 09")
+
+
+def test_decoded_records_behave_as_frozen_dataclasses() -> None:
+    import copy
+    import dataclasses
+    import pickle
+
+    r = one("04 FD C8 FC 01 17 09 00 00")
+    assert type(r) is DataRecord
+    assert pickle.loads(pickle.dumps(r)) == r and copy.copy(r) == r
+    assert hash(r) == hash(dataclasses.replace(r))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.value = 1  # type: ignore[misc]

@@ -164,3 +164,16 @@ def test_lookup_vif() -> None:
 
 def test_public_names() -> None:
     assert set(vif.__all__) <= set(dir(vif))
+
+
+def test_find_vif_inverts_lookup() -> None:
+    assert vif.find_vif("energy", "Wh", 3) == b"\x06"
+    assert vif.find_vif("power", "W", 0) == b"\x2b"
+    assert vif.find_vif("voltage", "V", -1) == b"\xfd\x48"
+    assert vif.find_vif("reactive_energy", "varh", 3) == b"\xfb\x02"
+    assert vif.find_vif("energy", "Wh", 5) == b"\xfb\x00"  # beyond the primary range
+    assert vif.find_vif("energy", "Wh", 9) is None
+    for code, entry in enumerate(PRIMARY):
+        if entry is not None and entry.quantity not in ("unknown",):
+            found = vif.find_vif(entry.quantity, entry.unit, entry.exponent)
+            assert found is not None and lookup_vif(found[0], tuple(found[1:])) == entry, code

@@ -424,6 +424,23 @@ def lookup_vif(vif: int, vife: tuple[int, ...] = ()) -> VifEntry:
     return PRIMARY[code] or UNKNOWN
 
 
+def find_vif(quantity: str, unit: str, exponent: int) -> bytes | None:
+    """The shortest standard VIB (VIF, and 0xFB/0xFD with its VIFE) for a meaning, or None.
+
+    The inverse of :func:`lookup_vif` for building records: ``find_vif("energy", "Wh", 3)``
+    is ``b"\x06"``, ``find_vif("voltage", "V", -1)`` is ``b"\xfd\x48"``. The primary table
+    is preferred, then 0xFD, then 0xFB.
+    """
+    for prefix, table in ((b"", PRIMARY), (b"\xfd", EXT_FD), (b"\xfb", EXT_FB)):
+        for code, entry in enumerate(table):
+            if entry is not None and (entry.quantity, entry.unit, entry.exponent) == (
+                    quantity, unit, exponent):
+                if prefix:
+                    return bytes((prefix[0], code))
+                return bytes((code,))
+    return None
+
+
 __all__ = [
     "COMBINABLE",
     "EXT_FB",
@@ -452,5 +469,6 @@ __all__ = [
     "VIF_THIRD_EXTENSION",
     "VifEntry",
     "VifeEntry",
+    "find_vif",
     "lookup_vif",
 ]
