@@ -13,6 +13,8 @@ import importlib
 import json
 import os
 import shutil
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +127,40 @@ async def test_libmbus_reads_and_scans_the_emulated_meters() -> None:
             _check_against_model(result["data"], slave, spec.meter_number, spec.serial_number)
     finally:
         await emulator.stop()
+
+
+async def test_libmbus_against_the_mbus_emulate_command(tmp_path: Path) -> None:
+    node = _need_node_mbus()
+    ready = tmp_path / "ready"
+    root = Path(__file__).resolve().parents[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mbuskit.cli", "emulate", "--tcp", "127.0.0.1:0", "--meters", "4",
+        "--seed", "2026", "--ready-file", str(ready), cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root / "src")},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        for _ in range(400):
+            if ready.exists() or proc.returncode is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert ready.exists(), "mbus emulate did not start"
+        where = ready.read_text().split()[0]
+        expected = {spec.address: spec for spec in
+                    seeded_config(meters=4, seed=2026, port=1).meters}
+        results = await _libmbus(node, where, *(f"get:{a}" for a in expected), "scan")
+        for address, result in zip(expected, results[:4], strict=True):
+            assert result["ok"], result
+            spec = expected[address]
+            assert int(result["data"]["SlaveInformation"]["Id"]) == spec.meter_number
+            fabrication = _first(_records(result["data"]), "Fabrication number")
+            assert int(fabrication["Value"]) == spec.serial_number
+        scan = results[4]
+        assert scan["ok"], scan
+        assert sorted(int(a[:8]) for a in scan["data"]) == sorted(
+            s.meter_number for s in expected.values())
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert b"stopped" in out
