@@ -21,6 +21,8 @@ from mbuskit.headend.runtime import Headend
 from mbuskit.headend.storage import StorageError
 from mbuskit.headend.storage_pg import PostgresStorage
 
+pytestmark = pytest.mark.service
+
 URL = os.environ.get("MBUS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 

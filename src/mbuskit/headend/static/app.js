@@ -95,10 +95,12 @@ function plot(canvas, series, scale) {
   const y = v => H - B - (v - v0) / (v1 - v0) * (H - T - B);
   ctx.strokeStyle = "#d9dde5"; ctx.fillStyle = "#6b7385"; ctx.font = "11px sans-serif";
   ctx.lineWidth = 1;
+  // enough decimals to tell the four grid lines apart, no more
+  const decimals = Math.max(0, Math.min(6, 2 - Math.floor(Math.log10((v1 - v0) / 4))));
   for (let i = 0; i <= 4; i++) {
     const v = v0 + (v1 - v0) * i / 4, yy = y(v);
     ctx.beginPath(); ctx.moveTo(L, yy); ctx.lineTo(W - R, yy); ctx.stroke();
-    ctx.fillText(v.toPrecision(5), 4, yy + 4);
+    ctx.fillText(v.toFixed(decimals), 4, yy + 4);
     const t = t0 + (t1 - t0) * i / 4;
     ctx.fillText(new Date(t * 1000).toLocaleTimeString(), x(t) - 25, H - 8);
   }

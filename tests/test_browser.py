@@ -1,0 +1,174 @@
+"""The head-end web page in a real headless browser (Debian's chromium): it shows the meters of
+each bus and draws the energy and per-phase power plots from live data."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.service
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _need_chromium() -> str:
+    if CHROMIUM is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but chromium is not installed")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture
+def demo_url() -> Iterator[str]:
+    _need_chromium()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mbuskit.cli", "demo", "--http", "127.0.0.1:0", "--buses", "2",
+         "--meters", "3", "--interval", "0.3s", "--duration", "120"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    stream = proc.stdout
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    url = None
+    end = time.monotonic() + 30
+    while url is None and time.monotonic() < end:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        m = re.search(r"open (http://\S+/)", line)
+        url = m.group(1) if m else None
+    try:
+        assert url, "mbus demo printed no URL"
+        time.sleep(3)  # a few polls, so that there are lines to draw
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [_need_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=5000", "--window-size=1200,1000", *args],
+        capture_output=True, timeout=90, check=False)
+
+
+def read_png(data: bytes) -> tuple[int, int, list[bytes]]:
+    """Width, height and RGB rows of an 8-bit RGB/RGBA PNG (what chromium writes)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width, height, channels = 8, b"", 0, 0, 0
+    while pos < len(data):
+        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, color = struct.unpack(">IIBB", body[:10])
+            assert depth == 8 and color in (2, 6)
+            channels = 3 if color == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    stride = width * channels
+    rows: list[bytes] = []
+    prev = bytearray(stride)
+    for y in range(height):
+        start = y * (stride + 1)
+        ftype, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        for i in range(stride):  # PNG filters (RFC 2083 6)
+            a = line[i - channels] if i >= channels else 0
+            b = prev[i]
+            c = prev[i - channels] if i >= channels else 0
+            if ftype == 1:
+                line[i] = (line[i] + a) & 0xFF
+            elif ftype == 2:
+                line[i] = (line[i] + b) & 0xFF
+            elif ftype == 3:
+                line[i] = (line[i] + (a + b) // 2) & 0xFF
+            elif ftype == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
+                line[i] = (line[i] + pred) & 0xFF
+        rgb = bytes(line) if channels == 3 else bytes(
+            v for j in range(0, stride, 4) for v in line[j:j + 3])
+        rows.append(rgb)
+        prev = line
+    return width, height, rows
+
+
+def _count(rows: list[bytes], target: tuple[int, int, int], tol: int = 40) -> int:
+    n = 0
+    for row in rows:
+        for i in range(0, len(row), 3):
+            if all(abs(row[i + k] - target[k]) <= tol for k in range(3)):
+                n += 1
+    return n
+
+
+def test_page_shows_meters_and_draws_plots(demo_url: str, tmp_path: Path) -> None:
+    dom = _chromium(tmp_path, "--dump-dom", demo_url).stdout.decode()
+    body = re.search(r"<body([^>]*)>", dom)
+    assert body, dom[:500]
+    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
+    assert attrs.get("state") == "ready", attrs
+    assert attrs["meters"] == "6"
+    assert int(attrs["plotted"]) >= 4  # points drawn on the two canvases
+    assert attrs["plot-series"] == "4"  # A+ and the three phases L1-L3
+    # the meters of each bus, with their state
+    assert dom.count('class="bus"') == 2
+    assert len(re.findall(r'class="meter[^"]*" data-meter="kam-\d{8}" data-state="ok"', dom)) == 6
+    assert "KAM " in dom
+
+    shot = tmp_path / "page.png"
+    r = _chromium(tmp_path, f"--screenshot={shot}", demo_url)
+    assert shot.exists(), r.stderr.decode()[-500:]
+    width, height, rows = read_png(shot.read_bytes())
+    assert (width, height) == (1200, 1000)
+    # not blank: many pixels differ from the page background
+    background = rows[height - 1][:3]
+    differ = sum(1 for row in rows for i in range(0, len(row), 3) if row[i:i + 3] != background)
+    assert differ > width * height * 0.2
+    # the plot lines were drawn: the series colours (L1/A+ blue, L2 red, L3 green)
+    assert _count(rows, (0x25, 0x63, 0xEB)) > 300
+    assert _count(rows, (0xDC, 0x26, 0x26)) > 100
+    assert _count(rows, (0x16, 0xA3, 0x4A)) > 100
+
+
+def test_png_reader_on_a_known_image() -> None:
+    # 2x2 RGB: red, green / blue, white; rows with filter 0 and 2 (up)
+    raw = b"\x00" + bytes((255, 0, 0, 0, 255, 0)) + b"\x02" + bytes((0, 0, 255, 255, 0, 255))
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(
+            ">I", zlib.crc32(kind + body))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    w, h, rows = read_png(png)
+    assert (w, h) == (2, 2)
+    assert rows == [bytes((255, 0, 0, 0, 255, 0)), bytes((255, 0, 255, 255, 255, 255))]
