@@ -12,6 +12,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mbuskit.devices.kamstrup import (
     CMD_GLOBAL_READOUT,
@@ -531,3 +533,26 @@ def test_register_map_document_lists_every_register_and_command() -> None:
                     cmd_set_ct_ratio(1)[:3],
                     cmd_lock_ct_ratio(), cmd_reset_counters(), cmd_prepayment_top_up(1)[:5]):
         assert command.hex().upper() in compact, command.hex()
+
+
+COMMAND_HEADS = [cmd_set_meter_number(1)[:2], cmd_breaker(BreakerCommand.ARM)[:3],
+                 cmd_tariff(1)[:3], cmd_set_ct_ratio(1)[:3], cmd_lock_ct_ratio()[:3],
+                 cmd_prepayment_top_up(1)[:5], cmd_adjust_clock(1)[:3], b"\x04\x6d", b"\x7f",
+                 b"\x08\x84\x3c", b""]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(COMMAND_HEADS), st.binary(max_size=12), st.sampled_from([0x51, 0x5A,
+                                                                                 0x5B, 0xA0]))
+def test_a_refused_command_changes_nothing(head: bytes, tail: bytes, ci: int) -> None:
+    meter, module, slave = make(variant="ct", prepayment=True)
+    def state() -> tuple[object, ...]:
+        config = {k: x for k, x in module.to_state().items() if k != "security_refusals"}
+        return meter.to_state(), config, chosen(module)
+
+    before = state()
+    reply = send(slave, head + tail, T0, ci=ci)
+    if reply is None:  # refused (the refusal counter may count it, nothing else moves)
+        assert state() == before
+    else:
+        assert reply == ACK

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mbuskit.slave as slave_module
 from mbuskit.errors import EncodeError
@@ -20,7 +22,6 @@ from mbuskit.slave import (
     Reply,
     Response,
     Slave,
-    bcd_encode,
     manufacturer_code,
     refused,
 )
@@ -402,7 +403,6 @@ def test_constructor_and_identity_refuse_bad_input() -> None:
     with pytest.raises(EncodeError):
         Identity(1, "KAM", 256, 2)
     assert manufacturer_code("KAM") == 0x2C2D
-    assert bcd_encode(14839120, 8) == bytes.fromhex("20918314")
     assert ID_382.address_bytes() == bytes.fromhex("209183142D2C0102")
 
 
@@ -415,3 +415,28 @@ def test_core_module_does_no_io() -> None:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             imported.add(node.module.split(".")[0])
     assert not imported & {"socket", "asyncio", "serial", "time", "random"}
+
+
+def test_selections_of_other_meters_leave_our_readout_alone() -> None:
+    s = Slave(FakeDevice(telegrams=3), primary_address=1)
+    s.handle(req(1, fcb=True), 0.0)
+    # a master searching the bus meanwhile (not us, and we were not selected)
+    assert s.handle(snd(253, 0x52, bytes.fromhex("99999999FFFFFFFF")), 0.5) is None
+    assert telegram_no(s.handle(req(1, fcb=False), 1.0)) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.floats(min_value=0, max_value=1e6))
+def test_arbitrary_bytes_never_raise(data: bytes, now: float) -> None:
+    s = Slave(FakeDevice(), primary_address=1)
+    reply = s.handle_bytes(data, now)
+    assert reply is None or isinstance(reply, Reply)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255), st.binary(max_size=40))
+def test_arbitrary_frames_never_raise(c: int, a: int, ci: int, data: bytes) -> None:
+    s = Slave(FakeDevice(), primary_address=1)
+    s.handle(ShortFrame(c, a), 0.0)
+    s.handle(LongFrame(c, a, ci, data), 1.0)
+    assert 0 <= s.primary_address <= 250

@@ -53,6 +53,7 @@ from .link import (
     control,
     decode_frame,
 )
+from .telegram import SecondaryAddress, decode_selection, manufacturer_code
 
 # CI codes the slave itself interprets (EN 13757-3 table 2 and the older Usergroup table)
 CI_APPLICATION_RESET = 0x50
@@ -82,22 +83,6 @@ DEFAULT_REPEAT_WINDOW = 30.0  # > libmbus's 3 retries at its 4 s TCP timeout
 DEFAULT_BAUD_FALLBACK = 60.0
 
 
-def manufacturer_code(letters: str) -> int:
-    """The 16-bit manufacturer field: three letters A-Z packed 5 bits each (EN 13757-3 6.3)."""
-    if len(letters) != 3 or not letters.isascii() or not letters.isalpha():
-        raise EncodeError(f"manufacturer must be three letters A-Z, got {letters!r}")
-    a, b, c = (ord(ch) - 64 for ch in letters.upper())
-    return (a << 10) | (b << 5) | c
-
-
-def bcd_encode(value: int, digits: int) -> bytes:
-    """``value`` as packed BCD of ``digits`` digits, least significant byte first."""
-    if digits % 2 or not 0 <= value < 10**digits:
-        raise EncodeError(f"{value} does not fit in {digits} BCD digits")
-    text = f"{value:0{digits}d}"
-    return bytes(int(text[i : i + 2], 16) for i in range(digits - 2, -2, -2))
-
-
 @dataclass(frozen=True, slots=True)
 class Identity:
     """What the slave compares a selection against (EN 13757-3 secondary address).
@@ -113,19 +98,16 @@ class Identity:
     fabrication: int | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.ident <= 99_999_999:
-            raise EncodeError(f"identification number must have 8 digits, got {self.ident}")
-        manufacturer_code(self.manufacturer)
-        for name in ("version", "medium"):
-            if not 0 <= getattr(self, name) <= 0xFF:
-                raise EncodeError(f"{name} must be a byte, got {getattr(self, name)}")
+        self.secondary_address()  # validates ID, manufacturer, version and medium
         if self.fabrication is not None and not 0 <= self.fabrication <= 99_999_999:
             raise EncodeError(f"fabrication number must have 8 digits, got {self.fabrication}")
 
+    def secondary_address(self) -> SecondaryAddress:
+        return SecondaryAddress(self.ident, self.manufacturer, self.version, self.medium)
+
     def address_bytes(self) -> bytes:
         """ID (BCD, LSB first), manufacturer (LSB first), version, medium: as on the wire."""
-        man = manufacturer_code(self.manufacturer).to_bytes(2, "little")
-        return bcd_encode(self.ident, 8) + man + bytes((self.version, self.medium))
+        return self.secondary_address().to_bytes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,12 +456,13 @@ class Slave:
     def _selection(self, frame: LongFrame, now: float) -> Reply | None:
         # every slave evaluates a selection; a match selects, anything else deselects
         # (EN 13757-3 network layer; ABB A43 p.196; Elvaco CMeX50 6.3.14)
-        self._forget()
         if _selection_matches(frame.data, self.device.identity()):
+            self._forget()
             self.selected = True
             self._event(now, EventKind.SELECTED, frame.data.hex())
             return self._answer(now, _ACK, "selection matched")
         if self.selected:
+            self._forget()
             self.selected = False
             self._event(now, EventKind.DESELECTED, "non-matching selection")
         else:
@@ -509,37 +492,19 @@ def _check_primary(address: int) -> None:
         raise EncodeError(f"primary address must be 0-{ADDRESS_MAX_PRIMARY}, got {address}")
 
 
-def _nibbles_match(mask: bytes, own: bytes) -> bool:
-    # ID digits: each BCD nibble may be the wildcard Fh (EN 13757-3 network layer)
-    for m, o in zip(mask, own, strict=True):
-        for shift in (0, 4):
-            digit = (m >> shift) & 0x0F
-            if digit != 0x0F and digit != (o >> shift) & 0x0F:
-                return False
-    return True
-
-
 def _selection_matches(data: bytes, identity: Identity) -> bool:
-    """A selection (CI 52h/56h data) against our identity.
+    """A selection (CI 52h/56h data) against our identity (EN 13757-3 network layer).
 
-    8 bytes: ID with nibble wildcards, manufacturer bytes, version and medium each with the
-    byte wildcard FFh. Enhanced selection appends the fabrication number as a ``0C 78`` BCD8
-    record; we accept nibble wildcards there as well (the standard is silent, the ID rule is
-    the natural extension). Any other length or trailing record is not a selection of us.
+    8 bytes: ID with Fh nibble wildcards, manufacturer bytes, version and medium each with the
+    FFh byte wildcard. Enhanced selection appends the fabrication number as a ``0C 78`` BCD8
+    record; nibble wildcards are accepted there as well (the standard is silent; the ID rule
+    is the natural extension). Any other shape is not a selection of us.
     """
-    own = identity.address_bytes()
-    if len(data) not in (8, 14):
+    try:
+        selection = decode_selection(data)
+    except MBusError:
         return False
-    if not _nibbles_match(data[:4], own[:4]):
-        return False
-    for m, o in zip(data[4:8], own[4:8], strict=True):
-        if m not in (0xFF, o):
-            return False
-    if len(data) == 14:
-        if data[8:10] != b"\x0c\x78" or identity.fabrication is None:
-            return False
-        return _nibbles_match(data[10:14], bcd_encode(identity.fabrication, 8))
-    return True
+    return selection.matches(identity.secondary_address(), identity.fabrication)
 
 
 __all__ = [
@@ -568,7 +533,6 @@ __all__ = [
     "Response",
     "Slave",
     "SlaveEvent",
-    "bcd_encode",
     "manufacturer_code",
     "refused",
 ]

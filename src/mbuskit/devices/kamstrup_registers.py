@@ -386,7 +386,7 @@ def parse_records(buf: bytes) -> list[RawRecord]:
             out.append(RawRecord(bytes((dif,)), b"", b"", start))
             pos += 1
             continue
-        if dif in (DIF_MANUFACTURER, DIF_MORE_FOLLOWS) or dif & 0x0F == 0x0D:
+        if dif & 0x0F in (0x0D, 0x0F):  # LVAR, manufacturer data, reserved specials
             raise DecodeError(f"DIF {dif:02X} is not accepted in a command", offset=pos)
         pos = _extension_end(buf, pos, "DIFE")
         dib = buf[start:pos]
