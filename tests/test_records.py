@@ -511,3 +511,36 @@ def test_decoded_records_behave_as_frozen_dataclasses() -> None:
     assert hash(r) == hash(dataclasses.replace(r))
     with pytest.raises(dataclasses.FrozenInstanceError):
         r.value = 1  # type: ignore[misc]
+
+
+def test_finder_7e_manufacturer_phase_convention() -> None:
+    # kamstrup-frames.txt C2: Finder 7E.23 wired RSP_UD records (hottis.de capture)
+    recs = decode_records(h("8C 10 04 06 00 00 00 8C 11 04 00 00 00 00 02 FD C9 FF 01 DE 00"
+                            " 02 FD DB FF 01 56 00 02 AC FF 01 CD 00 82 40 AC FF 01 00 00"))
+    assert [(r.quantity, r.value) for r in recs] == [
+        ("energy", 60), ("energy", 0), ("voltage", 222), ("current", Decimal("8.6")),
+        ("power", 2050), ("power", 0)]
+    assert (recs[0].tariff, recs[0].storage) == (1, 0)
+    assert (recs[1].tariff, recs[1].storage) == (1, 2)
+    assert recs[5].subunit == 1
+    assert all(r.qualifiers == ("manufacturer_vife",) for r in recs[2:])
+
+
+def test_em24_full_record_list() -> None:
+    # kamstrup-frames.txt C1: Carlo Gavazzi EM24 records after the 2F 2F check bytes
+    payload = h(
+        "2F 2F 04 05 01 00 00 00 04 FB 82 75 00 00 00 00 04 FB 82 F5 3C 00 00 00 00"
+        " 04 2A 00 00 00 00 04 FB 14 00 00 00 00 04 FB 94 3C 00 00 00 00"
+        " 04 FD D9 FC 01 00 00 00 00 04 FD D9 FC 02 00 00 00 00 04 FD D9 FC 03 00 00 00 00"
+        " 04 FD C8 FC 01 17 09 00 00 04 FD C8 FC 02 EC 04 00 00 04 FD C8 FC 03 EC 04 00 00"
+        " 02 FB 2E F4 01 01 FD 17 00 2F 2F 2F")
+    recs = [r for r in decode_records(payload) if r.kind is RecordKind.DATA]
+    assert encode_records(decode_records(payload)) == payload
+    assert [(r.quantity, r.qualifiers) for r in recs] == [
+        ("energy", ()), ("reactive_energy", ()), ("reactive_energy", ("export",)),
+        ("power", ()), ("reactive_power", ()), ("reactive_power", ("export",)),
+        ("current", ("phase:L1",)), ("current", ("phase:L2",)), ("current", ("phase:L3",)),
+        ("voltage", ("phase:L1",)), ("voltage", ("phase:L2",)), ("voltage", ("phase:L3",)),
+        ("frequency", ()), ("error_flags", ())]
+    assert recs[0].value == 100 and recs[9].value == Decimal("232.7")
+    assert recs[10].value == Decimal("126.0") and recs[12].value == Decimal("50.0")
