@@ -289,3 +289,29 @@ def test_mbus_emulate_runs_until_sigterm_and_saves_state(tmp_path: Path) -> None
         assert f"meter number {spec.meter_number:08d}" in out
     assert "stopped; state saved" in out
     assert (tmp_path / "state" / "meters.json").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+async def test_emulator_serves_a_serial_gateway_on_a_pty() -> None:
+    import serial
+
+    from mbuskit.emulator import EmulatorConfig, GatewaySpec
+
+    meters = tuple(seeded_meters(2, seed=1))
+    config = EmulatorConfig(gateways=(GatewaySpec(meters=meters, serial="pty", baud=9600),))
+    emu = Emulator(config, factory=_fake_factory([]))
+    await emu.start()
+    try:
+        where = emu.served[0].where
+        assert where.startswith("/dev/")
+        assert f"gateway {where} (serial, 9600 baud, 2 meters)" in emu.describe()[0]
+        expected = emu.meters[1][1].telegram()
+
+        def ask() -> bytes:
+            with serial.Serial(where, baudrate=9600, timeout=0.5) as port:
+                port.write(req_ud2(2))
+                return bytes(port.read(len(expected)))
+
+        assert await asyncio.to_thread(ask) == expected
+    finally:
+        await emu.stop()
