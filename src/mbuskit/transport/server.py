@@ -245,6 +245,11 @@ class SerialServer:
     With a pty, ``path`` is the device a master opens (``/dev/pts/N``). The baud rate the master
     set on its side of the pty is honoured (``follow_baud``): frames sent at a rate the slaves
     do not listen at are noise to them, as on a real line.
+
+    Known limit: a Linux pty cannot keep even parity (the kernel clears PARENB) and glibc's
+    tcsetattr then reports EINVAL, so libmbus's serial code (``mbus_serial_set_baudrate``,
+    which node-mbus always calls) refuses to open a pty; libmbus tools reach the emulator over
+    TCP instead. pyserial and other masters that tolerate this work on the pty.
     """
 
     def __init__(self, gateway: Gateway, device: str = "pty", *, follow_baud: bool = True) -> None:
