@@ -120,6 +120,7 @@ def test_config_file_is_read(tmp_path: Path) -> None:
         (('key = "000102030405060708090A0B0C0D0E0F"', 'key = "0011"'), 12, "32 hex digits"),
         (('variant = "ct"', 'variant = "dc"'), 19, "variant"),
         (("port = 10001", "port = 70000"), 6, "not a TCP port"),
+        (('serial = "pty"', "port = 10001"), 22, "served twice"),
         (("baud = 9600", "baud = 1234"), 23, "not an M-Bus rate"),
         (("speed = 60", "speed = -1"), 2, "speed"),
         (("save_interval = 5", "colour = 5"), 3, "unknown key"),
@@ -315,3 +316,78 @@ async def test_emulator_serves_a_serial_gateway_on_a_pty() -> None:
         assert await asyncio.to_thread(ask) == expected
     finally:
         await emu.stop()
+
+
+async def _read_frame(where: str, address: int) -> bytes:
+    from mbuskit.link import FrameReader, LongFrame
+
+    host, port = where.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    frames = FrameReader()
+    try:
+        writer.write(req_ud2(address))
+        await writer.drain()
+        async with asyncio.timeout(3):
+            while True:
+                got = [f for f in frames.feed(await reader.read(4096))
+                       if isinstance(f, LongFrame)]
+                if got:
+                    return got[0].encode()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.skipif(not HAVE_KAMSTRUP, reason="mbuskit.devices.kamstrup not written yet")
+async def test_a_configured_key_encrypts_the_meters_telegrams(tmp_path: Path) -> None:
+    from mbuskit import decode
+    from mbuskit.errors import SecurityError
+    from mbuskit.telegram import LongHeader
+
+    path = tmp_path / "emu.toml"
+    path.write_text(GOOD.replace("port = 10001", "port = 0").replace('serial = "pty"',
+                                                                       "port = 0"))
+    emu = Emulator(load_config(path))
+    await emu.start()
+    try:
+        where = emu.served[0].where
+        secret = await _read_frame(where, 1)
+        plain = await _read_frame(where, 2)
+    finally:
+        await emu.stop()
+    with pytest.raises(SecurityError):
+        decode(secret)
+    telegram = decode(secret, keys=bytes(range(16)))
+    assert isinstance(telegram.header, LongHeader)
+    assert str(telegram.header.address).startswith("12345678")
+    assert any(r.quantity == "energy" for r in telegram.records)
+    assert any(r.quantity == "energy" for r in decode(plain).records)
+
+
+@pytest.mark.skipif(not HAVE_KAMSTRUP, reason="mbuskit.devices.kamstrup not written yet")
+async def test_kamstrup_meters_come_back_from_the_state_dir(tmp_path: Path) -> None:
+    wall = [1_800_000_000.0]
+    config = seeded_config(meters=2, seed=8, port=0, speed=3600.0, state_dir=tmp_path)
+    emu = Emulator(config, wall=lambda: wall[0])
+    await emu.start()
+    try:
+        wall[0] += 2  # two hours of meter time
+        await _read_frame(emu.served[0].where, 1)
+        for _, slave in emu.meters:
+            slave.device.meter.advance(emu.clock())
+        before = {spec.serial_number: slave.device.meter.snapshot()
+                  for spec, slave in emu.meters}
+    finally:
+        await emu.stop()
+    assert all(s.a_plus_wh > 0 for s in before.values())
+
+    again = Emulator(config, wall=lambda: wall[0])
+    await again.start()
+    try:
+        for spec, slave in again.meters:
+            snap = slave.device.meter.snapshot()
+            assert snap.a_plus_wh >= before[spec.serial_number].a_plus_wh
+            assert snap.meter_number == spec.meter_number
+            assert slave.primary_address == spec.address
+    finally:
+        await again.stop()

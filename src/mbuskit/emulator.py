@@ -126,7 +126,7 @@ def check_distinct(gateways: Sequence[GatewaySpec], source: str | None = None,
     serials: set[int] = set()
     ports: set[int] = set()
     for g_index, gateway in enumerate(gateways):
-        if gateway.port is not None:
+        if gateway.port:
             if gateway.port in ports:
                 raise EmulatorConfigError(
                     f"TCP port {gateway.port} is served twice", source=source,
@@ -366,7 +366,7 @@ def _gateway(raw: Any, g: int, default_baud: int, fail: Fail) -> GatewaySpec:
         raise fail(f"gateway {g + 1} needs exactly one of port = N or serial = \"DEVICE|pty\"", g)
     if port is not None:
         port = _int(port, lambda m: fail(m, g, None, "port"), "port")
-        if not 0 < port < 65536:
+        if not 0 <= port < 65536:  # 0: any free port (printed at start)
             raise fail(f"port {port} is not a TCP port", g, None, "port")
     if serial is not None and (not isinstance(serial, str) or not serial):
         raise fail("serial must be a device path or \"pty\"", g, None, "serial")
