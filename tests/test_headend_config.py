@@ -154,3 +154,13 @@ def test_parse_duration() -> None:
     assert parse_duration(30) == 30.0
     assert parse_duration("later") is None
     assert parse_duration(True) is None
+
+
+def test_documented_example_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "headend.md").read_text()
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    monkeypatch.setenv("MBUS_TOKEN", "a-long-enough-token")
+    c = parse_config(example)
+    assert [b.name for b in c.buses] == ["basement", "gateway"]
+    assert c.meters[1].address_kind == "enhanced" and c.meters[1].interval == 60.0
+    assert c.storage.url.startswith("sqlite:///") and c.mqtt is not None
