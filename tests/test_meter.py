@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mbuskit.devices.meter import (
     MJ_PER_WH,
@@ -751,3 +753,88 @@ def test_open_breaker_day_is_cheap_and_registers_nothing() -> None:
     s = m.snapshot()
     assert (s.a_plus_wh, s.a_minus_wh, s.r_plus_varh, s.r_minus_varh) == (0, 0, 0, 0)
     assert s.hour_counter == 365 * 24
+
+
+# ---- random sequences of inputs and commands ------------------------------------------------
+
+_OPS = st.one_of(
+    st.tuples(st.just("advance"), st.floats(0.001, 1800.0)),
+    st.tuples(st.just("skip"), st.floats(0.001, 3 * DAY)),
+    st.tuples(st.sampled_from(["button", "disconnect", "release", "arm", "connect"])),
+    st.tuples(st.just("tariff"), st.sampled_from([None, 1, 2, 3, 4, 0, 9])),
+    st.tuples(st.just("input"), st.booleans()),
+    st.tuples(st.just("topup"), st.sampled_from([0.2, 1, 3, -1])),
+    st.tuples(st.sampled_from(["debit", "reset"])),
+    st.tuples(st.just("pulse"), st.integers(-1, 60)),
+    st.tuples(st.just("clock"), st.floats(-7200.0, 7200.0)),
+)
+
+
+def _run(m: Meter, op: tuple[Any, ...], now: float) -> None:
+    name = op[0]
+    try:
+        if name == "button":
+            m.press_button(now)
+        elif name == "disconnect":
+            m.breaker_disconnect(now)
+        elif name == "release":
+            m.breaker_release(now)
+        elif name == "arm":
+            m.breaker_arm(now)
+        elif name == "connect":
+            m.breaker_connect(now)
+        elif name == "tariff":
+            m.set_tariff(op[1], now)
+        elif name == "input":
+            m.set_tariff_input(op[1], now)
+        elif name == "topup":
+            m.prepayment_top_up(op[1], now)
+        elif name == "debit":
+            m.debiting_stop(now)
+        elif name == "reset":
+            m.reset_resettable_counters(now)
+        elif name == "pulse":
+            m.pulse(op[1], now)
+        elif name == "clock":
+            m.adjust_clock(op[1], now)
+        elif name == "skip":
+            m.skip(now)
+        else:
+            m.advance(now)
+    except CommandRefused:
+        pass  # refusing is allowed; any other exception fails the test
+
+
+@settings(max_examples=30, deadline=None)
+@given(ops=st.lists(_OPS, max_size=20), seed=st.integers(0, 2**64 - 1))
+def test_random_operations_keep_the_books_balanced(ops: list[tuple[Any, ...]], seed: int) -> None:
+    cfg = config(
+        profile=SOLAR, seed=seed, sample_period_s=10, prepayment=True, prepayment_credit_wh=2000,
+        smart_disconnect_current_a=9.0, smart_auto_reconnect_s=120,
+    )  # fmt: skip
+    m = Meter(cfg, T0)
+    twin = Meter(cfg, T0)  # gets extra advance() calls between the operations
+    now = T0
+    for op in ops:
+        if op[0] in ("advance", "skip"):
+            now += op[1]
+        before = regs(m)
+        was_open = m.snapshot().breaker is not BreakerState.CONNECTED and m.auto_at is None
+        if op[0] == "advance":
+            twin.advance(now - op[1] / 3)  # splitting an advance must change nothing
+        _run(m, op, now)
+        _run(twin, op, now)
+        r = regs(m)
+        for total, tariffs in (
+            ("a_plus", "t_a_plus"), ("a_minus", "t_a_minus"),
+            ("r_plus", "t_r_plus"), ("r_minus", "t_r_minus"),
+        ):  # fmt: skip
+            assert sum(r[tariffs]) == r[total]
+            assert r[total] >= before[total]
+        assert r["rq"][0] + r["rq"][1] == r["r_plus"]
+        assert r["rq"][2] + r["rq"][3] == r["r_minus"]
+        assert r["credit"] >= 0
+        if was_open and op[0] == "advance":
+            assert r["a_plus"] == before["a_plus"] and r["r_minus"] == before["r_minus"]
+        assert r == regs(twin)
+    assert Meter.from_state(json.loads(json.dumps(m.to_state()))).to_state() == m.to_state()
