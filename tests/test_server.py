@@ -10,8 +10,9 @@ import serial
 
 from mbuskit import timing
 from mbuskit.errors import MBusError, TransportError
+from mbuskit.link import Frame
 from mbuskit.transport.server import Gateway, serve_serial, serve_tcp
-from test_simbus import FakeSlave, req_ud2, select
+from test_simbus import FakeReply, FakeSlave, req_ud2, select
 
 
 async def _ask(port: int, request: bytes, *, wait: float = 1.0,
@@ -93,8 +94,10 @@ async def test_garbage_and_split_frames_do_not_break_the_gateway() -> None:
 
 
 class _Exploding(FakeSlave):
-    def handle(self, frame: object, now: float) -> None:
-        raise RuntimeError("bug in a slave")
+    def handle(self, frame: Frame, now: float) -> FakeReply | None:
+        if getattr(frame, "address", None) == self.address:
+            raise RuntimeError("bug in a slave")
+        return None
 
 
 async def test_a_failing_slave_or_a_dropped_master_leaves_the_server_up(
@@ -103,16 +106,28 @@ async def test_a_failing_slave_or_a_dropped_master_leaves_the_server_up(
     server = await serve_tcp(gateway, "127.0.0.1", 0)
     port = _port(server)
     try:
+        good = FakeSlave(2, 12345678)
+        gateway.segment.add(good)
         with caplog.at_level(logging.INFO, logger="mbuskit.server"):
-            assert await _ask(port, req_ud2(1), wait=0.3) == b""
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(req_ud2(1))
+            await writer.drain()
+            assert await _read(reader, 0.3, None) == b""  # silence, the connection stays
+            writer.write(req_ud2(2))
+            await writer.drain()
+            assert await _read(reader, 1.0, len(good.telegram())) == good.telegram()
+            writer.close()
+            await writer.wait_closed()
             # a master that connects and resets the connection
             _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"\x10")
+            await writer.drain()
             writer.transport.abort()
-            await asyncio.sleep(0.05)
-        assert gateway.stats.dropped >= 1
-        assert "error while serving" in caplog.text
-        gateway.segment.slaves[:] = [FakeSlave(1, 12345678)]
-        assert await _ask(port, req_ud2(1), expect=len(FakeSlave(1, 12345678).telegram()))
+            await asyncio.sleep(0.1)
+        assert gateway.stats.errors == 1
+        assert "a slave failed" in caplog.text
+        assert gateway.stats.connections == 2
+        assert await _ask(port, req_ud2(2), expect=len(good.telegram())) == good.telegram()
     finally:
         server.close()
         await server.wait_closed()

@@ -52,6 +52,7 @@ class GatewayStats:
     skipped: int = 0  # pieces of noise / bad frames that got silence
     connections: int = 0
     dropped: int = 0  # connections that ended with an error
+    errors: int = 0  # frames a slave failed on (answered with silence)
 
 
 @dataclass
@@ -101,8 +102,15 @@ class Gateway:
                 # reached the gateway; the slave's answer starts its answer delay later
                 sent = loop.time() + timing.frame_time(wire_bytes, rate)
                 await _sleep_until(loop, sent)
-            result = self.segment.offer(frame, rate, self.clock())
             self.stats.frames += 1
+            try:
+                result = self.segment.offer(frame, rate, self.clock())
+            except Exception:
+                # a bug in a slave: the bus stays silent for this frame, the gateway goes on
+                self.stats.errors += 1
+                log.exception("%s: a slave failed on %s; no answer", self.name,
+                              frame.encode().hex(" "))
+                return b""
             if result.answered:
                 self.stats.answers += 1
             if result.answered > 1:
@@ -177,7 +185,7 @@ async def _serve_connection(gateway: Gateway, reader: asyncio.StreamReader,
     except (ConnectionError, OSError) as exc:
         gateway.stats.dropped += 1
         log.warning("%s: connection from %s dropped: %s", gateway.name, peer, exc)
-    except Exception:  # a bug in a slave must not take the gateway down
+    except Exception:  # a bug here must not take the gateway down
         gateway.stats.dropped += 1
         log.exception("%s: error while serving %s; connection closed", gateway.name, peer)
     finally:
