@@ -489,6 +489,10 @@ def test_constructor_refuses_bad_configuration() -> None:
         KamstrupModule(meter, version=300)
     with pytest.raises(EncodeError):
         KamstrupModule(meter, meter_number=123456789)
+    module = KamstrupModule(meter)
+    with pytest.raises(EncodeError):
+        module.meter_number = 10**8
+    assert module.meter_number == module.identity().ident == 14839120
 
 
 def test_command_encoders_bytes_and_limits() -> None:

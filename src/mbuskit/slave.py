@@ -36,7 +36,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import EncodeError, MBusError
@@ -97,13 +97,17 @@ class Identity:
     medium: int
     fabrication: int | None = None
 
+    secondary: SecondaryAddress = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
-        self.secondary_address()  # validates ID, manufacturer, version and medium
+        # built (and validated) once: every slave on a bus compares it with every selection
+        address = SecondaryAddress(self.ident, self.manufacturer, self.version, self.medium)
+        object.__setattr__(self, "secondary", address)
         if self.fabrication is not None and not 0 <= self.fabrication <= 99_999_999:
             raise EncodeError(f"fabrication number must have 8 digits, got {self.fabrication}")
 
     def secondary_address(self) -> SecondaryAddress:
-        return SecondaryAddress(self.ident, self.manufacturer, self.version, self.medium)
+        return self.secondary
 
     def address_bytes(self) -> bytes:
         """ID (BCD, LSB first), manufacturer (LSB first), version, medium: as on the wire."""

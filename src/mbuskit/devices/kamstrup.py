@@ -238,9 +238,9 @@ class KamstrupModule:
         if not 0 <= status <= 0xFF:
             raise EncodeError("status must be a byte")
         self.meter = meter
-        self.version = version
-        self.meter_number = meter.config.meter_number if meter_number is None else meter_number
-        self.identity()  # validates the meter number
+        self._version = version
+        self._meter_number = meter.config.meter_number if meter_number is None else meter_number
+        self._identity = self._make_identity()  # validates the meter number
         self._key = key
         self.key_id = key_id
         self.status = status
@@ -260,8 +260,29 @@ class KamstrupModule:
     def readout_registers(self) -> tuple[str, ...]:
         return tuple(r.name for r in self._readout.registers)
 
+    @property
+    def meter_number(self) -> int:
+        return self._meter_number
+
+    @meter_number.setter
+    def meter_number(self, number: int) -> None:
+        old = self._meter_number
+        self._meter_number = number
+        try:
+            self._identity = self._make_identity()
+        except EncodeError:
+            self._meter_number = old
+            raise
+
+    @property
+    def version(self) -> int:
+        return self._version
+
     def identity(self) -> Identity:
-        return Identity(self.meter_number, MANUFACTURER, self.version, MEDIUM_ELECTRICITY,
+        return self._identity
+
+    def _make_identity(self) -> Identity:
+        return Identity(self._meter_number, MANUFACTURER, self._version, MEDIUM_ELECTRICITY,
                         fabrication=self.meter.config.serial_number)
 
     # -- read-out ------------------------------------------------------------------------------
