@@ -23,6 +23,7 @@ from mbuskit.devices.meter import (
     MeterConfigError,
     MeterStateError,
     MeterStatus,
+    MeterTimeError,
     RtcStatus,
 )
 from mbuskit.devices.meter_profile import (
@@ -552,6 +553,33 @@ def test_meter_clock_set_and_adjust() -> None:
     assert s.rtc_status == RtcStatus.ADJUSTED
     naive = datetime(2030, 1, 1)  # taken as UTC
     assert m.set_clock(naive, T0 + 70) == naive.replace(tzinfo=UTC).timestamp()
+
+
+def test_clock_out_of_range_or_not_a_number_is_refused() -> None:
+    m = Meter(config(), T0)
+    with pytest.raises(CommandRefused, match="2000-2099"):
+        m.set_clock(datetime(2100, 1, 1, tzinfo=UTC), T0)
+    with pytest.raises(CommandRefused, match="2000-2099"):
+        m.adjust_clock(-30 * 365 * DAY, T0)
+    with pytest.raises(CommandRefused, match="finite"):
+        m.adjust_clock(float("nan"), T0)
+    assert m.snapshot().meter_time == T0 and m.snapshot().rtc_status == RtcStatus.NOT_SET
+    for bad in (float("nan"), float("inf"), "10"):
+        with pytest.raises(MeterTimeError):
+            m.advance(bad)  # type: ignore[arg-type]
+    with pytest.raises(MeterTimeError):
+        Meter(config(), float("nan"))
+
+
+def test_command_arguments_of_the_wrong_type_are_refused() -> None:
+    m = Meter(config(), T0)
+    with pytest.raises(CommandRefused):
+        m.pulse(2.5, T0)  # type: ignore[arg-type]
+    with pytest.raises(CommandRefused):
+        m.set_tariff(True, T0)
+    with pytest.raises(CommandRefused):
+        m.set_special_data(1, "7", T0)  # type: ignore[arg-type]
+    assert m.snapshot().tariff == 1
 
 
 def test_demand_windows_follow_the_meter_clock() -> None:

@@ -34,6 +34,8 @@ _PULSE_SPACING_MS = 1000 // MAX_PULSE_HZ  # 40 ms: the input filter of the pulse
 PREPAYMENT_MAX_KWH = 9_999_999  # display format 7.0 (TD 5512-1040 6.5)
 CT_RATIO_MAX = 9999
 STATE_FORMAT = 1
+CLOCK_MIN_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+CLOCK_MAX_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 
 
 class MeterConfigError(LocalError):
@@ -42,6 +44,10 @@ class MeterConfigError(LocalError):
 
 class MeterStateError(MBusError, ValueError):
     """A saved meter state cannot be restored (missing or mistyped field)."""
+
+
+class MeterTimeError(LocalError):
+    """A time passed in is not a finite number, or would put the meter clock out of range."""
 
 
 class CommandRefused(MBusError):
@@ -257,6 +263,8 @@ class MeterSnapshot:
 
 
 def _ms(now: float) -> int:
+    if not isinstance(now, (int, float)) or not math.isfinite(now):
+        raise MeterTimeError(f"time must be a finite number of seconds, got {now!r}")
     return round(now * 1000)
 
 
@@ -483,7 +491,7 @@ class Meter:
                 self.auto_at = self.t + round(cfg.smart_auto_reconnect_s * 1000)
 
     def _close_window(self) -> None:
-        # EN 62053/Kamstrup max demand: mean power over the integration period, mJ / ms = W
+        # max power (demand) is the mean power over the integration period: mJ / ms = W
         n = self._int_ms
         at = (self.t + self.clock_offset_ms) // 1000
         ti = self.tariff - 1
@@ -624,7 +632,7 @@ class Meter:
 
     def set_tariff(self, tariff: int | None, now: float) -> int:
         self.advance(now)
-        if tariff is not None and tariff not in (1, 2, 3, 4):
+        if tariff is not None and (isinstance(tariff, bool) or tariff not in (1, 2, 3, 4)):
             raise CommandRefused("set_tariff", "tariff must be 1..4 or None")
         self.tariff_override = tariff
         return self.tariff
@@ -634,8 +642,8 @@ class Meter:
         25 Hz: pulses closer than 40 ms to the last counted one are lost, as on the real input;
         returns how many were counted (the rest add to pulses_rejected)."""
         self.advance(now)
-        if count < 0:
-            raise CommandRefused("pulse", "count must be >= 0")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise CommandRefused("pulse", "count must be an integer >= 0")
         if count == 0:
             return 0
         if self.last_pulse is None:
@@ -657,17 +665,21 @@ class Meter:
         self.advance(now)
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        self._close_window()
-        self.clock_offset_ms = round(when.timestamp() * 1000) - self.t
-        return self._after_clock_change()
+        return self._set_offset("set_clock", round(when.timestamp() * 1000) - self.t)
 
     def adjust_clock(self, delta_s: float, now: float) -> float:
         self.advance(now)
-        self._close_window()
-        self.clock_offset_ms += round(delta_s * 1000)
-        return self._after_clock_change()
+        if not isinstance(delta_s, (int, float)) or not math.isfinite(delta_s):
+            raise CommandRefused("adjust_clock", f"not a finite number of seconds: {delta_s!r}")
+        return self._set_offset("adjust_clock", self.clock_offset_ms + round(delta_s * 1000))
 
-    def _after_clock_change(self) -> float:
+    def _set_offset(self, command: str, offset_ms: int) -> float:
+        # the M-Bus date types (EN 13757-3 Annex A, types F/G) carry a two-digit year; this
+        # project reads it as 20xx, so the meter clock is kept inside 2000-2099
+        if not CLOCK_MIN_MS <= self.t + offset_ms < CLOCK_MAX_MS:
+            raise CommandRefused(command, "meter clock must stay within 2000-2099")
+        self._close_window()
+        self.clock_offset_ms = offset_ms
         self.win_end = self._next_window_end(self.t)
         self.rtc = int((RtcStatus(self.rtc) & ~RtcStatus.NOT_SET) | RtcStatus.ADJUSTED)
         return self.meter_time()
@@ -744,7 +756,7 @@ class Meter:
 
     def set_special_data(self, index: int, value: int, now: float) -> None:
         self.advance(now)
-        if index not in (1, 2) or not 0 <= value <= 99_999_999:
+        if index not in (1, 2) or not isinstance(value, int) or not 0 <= value <= 99_999_999:
             raise CommandRefused("set_special_data", "index 1 or 2, value 0..99999999")
         if index == 1:
             self.special_1 = value
@@ -950,5 +962,6 @@ __all__ = [
     "MeterSnapshot",
     "MeterStateError",
     "MeterStatus",
+    "MeterTimeError",
     "RtcStatus",
 ]
