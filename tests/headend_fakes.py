@@ -62,6 +62,8 @@ class FakeReader:
 
     meters: dict[str, int] = field(default_factory=dict)  # name -> identification number
     silent: set[str] = field(default_factory=set)
+    broken: set[str] = field(default_factory=set)  # raise a non-M-Bus error (a bug)
+    hang: set[str] = field(default_factory=set)  # never answer (a hung transport)
     delay: float = 0.0
     reads: list[str] = field(default_factory=list)
     commands: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
@@ -75,6 +77,10 @@ class FakeReader:
         try:
             await asyncio.sleep(self.delay)
             self.reads.append(meter.name)
+            if meter.name in self.broken:
+                raise ValueError("decoder bug")
+            if meter.name in self.hang:
+                await asyncio.Event().wait()
             if meter.name in self.silent or meter.name not in self.meters:
                 raise BusTimeout(f"no answer from {meter.name}")
             self.energy += 10.0

@@ -133,3 +133,19 @@ async def test_commands_go_through_the_bus(tmp_path: Path) -> None:
         await s.command("m00", "breaker", {"state": "open"})
     with pytest.raises(CommandError, match="no meter"):
         await s.read_now("nope")
+
+
+async def test_bug_or_hang_in_one_meter_never_stops_its_bus(tmp_path: Path) -> None:
+    cfg = parse_config('[poll]\ntimeout = 0.1\n[[buses]]\nname = "b"\ntcp = "h:1"\nbaud = 38400\n'
+                       + "".join(f'[[meters]]\nname = "{n}"\nbus = "b"\nprimary = {i}\n'
+                                 'interval = 0.2\n'
+                                 for i, n in enumerate(("bug", "hung", "fine"), start=1)))
+    reader = FakeReader({"bug": 1, "hung": 2, "fine": 3}, broken={"bug"}, hang={"hung"})
+    s = Scheduler(cfg, {"b": reader}, SqliteStorage(tmp_path / "r.db"), retry_base=0.05)
+    await s.start()
+    await asyncio.sleep(2.5)
+    await s.stop()
+    assert s.health["bug"].state != "ok" and "decoder bug" in (s.health["bug"].last_error or "")
+    # the hung read was given up after the guard (about 1 s at 38400 baud), not forever
+    assert s.health["hung"].errors >= 1 and s.health["hung"].state != "ok"
+    assert s.health["fine"].reads >= 3 and s.health["fine"].state == "ok"

@@ -22,12 +22,16 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .. import timing
 from ..errors import MBusError
 from .config import Config, MeterConfig
 from .model import Identity, Poll, TelegramLike, identity_from, readings_from
 from .storage import Storage, StorageError
 
 log = logging.getLogger("mbuskit.headend")
+
+_LONGEST_FRAME = 261  # 68 L L 68 + 255 + CS 16 (EN 13757-2 5.1)
+_GUARD_FRAMES = 12
 
 
 class Reader(Protocol):
@@ -196,13 +200,19 @@ class Scheduler:
         reader = self.readers[meter.bus]
         health = self.health[meter.name]
         stats = self.buses[meter.bus]
-        timeout = self.config.poll.timeout + (self.config.bus(meter.bus).timeout or 0.0)
+        bus = self.config.bus(meter.bus)
+        # A guard against a hung transport, not the answer window (the master keeps that):
+        # room for a retried multi-telegram read-out of long frames at the bus's baud rate.
+        guard = (self.config.poll.timeout + 4 * (bus.timeout or 0.0)
+                 + _GUARD_FRAMES * timing.frame_time(_LONGEST_FRAME, bus.baud))
         async with self._locks[meter.bus]:
             t0 = self.monotonic()
             try:
-                telegrams = await asyncio.wait_for(reader.read(meter), timeout=timeout * 4)
-            except (MBusError, TimeoutError, OSError) as exc:
+                telegrams = await asyncio.wait_for(reader.read(meter), timeout=guard)
+            except Exception as exc:  # a bad meter or a decoder bug must never stop its bus
                 stats.busy_seconds += self.monotonic() - t0
+                if not isinstance(exc, MBusError | TimeoutError | OSError):
+                    log.error("meter %s: unexpected %r", meter.name, exc)
                 self._failed(meter, exc)
                 return None
             finally:

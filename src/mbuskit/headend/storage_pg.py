@@ -98,17 +98,20 @@ class PostgresStorage:
             " UPDATE SET bus = excluded.bus, address = excluded.address", (name, bus, address)))
 
     def store(self, poll: Poll) -> int:
+        rs = poll.readings
+
         def go(c: psycopg.Connection[Any]) -> int:
-            new = 0
             with c.cursor() as cur:
-                for r in poll.readings:
-                    cur.execute(
-                        "INSERT INTO readings (meter, register, slot, value, unit, meter_time,"
-                        " read_time) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                        " ON CONFLICT DO NOTHING",
-                        (r.meter, r.register, poll.slot, r.value, r.unit, r.meter_time,
-                         r.read_time))
-                    new += max(cur.rowcount, 0)
+                # one statement for the whole poll: one round trip however many registers
+                cur.execute(
+                    "INSERT INTO readings (meter, register, slot, value, unit, meter_time,"
+                    " read_time) SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[],"
+                    " %s::float8[], %s::text[], %s::text[], %s::float8[])"
+                    " ON CONFLICT DO NOTHING",
+                    ([r.meter for r in rs], [r.register for r in rs], [poll.slot] * len(rs),
+                     [r.value for r in rs], [r.unit for r in rs], [r.meter_time for r in rs],
+                     [r.read_time for r in rs]))
+                new = max(cur.rowcount, 0)
                 cur.execute(
                     "UPDATE meters SET identity = %s, last_slot = greatest(last_slot, %s),"
                     " last_read = %s WHERE name = %s",
