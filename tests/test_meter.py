@@ -866,3 +866,27 @@ def test_random_operations_keep_the_books_balanced(ops: list[tuple[Any, ...]], s
             assert r["a_plus"] == before["a_plus"] and r["r_minus"] == before["r_minus"]
         assert r == regs(twin)
     assert Meter.from_state(json.loads(json.dumps(m.to_state()))).to_state() == m.to_state()
+
+
+def test_public_api_is_pinned() -> None:
+    from mbuskit.devices import meter, meter_profile
+
+    assert set(meter.__all__) == {
+        "MJ_PER_WH", "BreakerState", "CommandRefused", "DisconnectReason", "Meter",
+        "MeterConfig", "MeterConfigError", "MeterSnapshot", "MeterStateError", "MeterStatus",
+        "MeterTimeError", "RtcStatus",
+    }  # fmt: skip
+    assert set(meter_profile.__all__) == {
+        "DEFAULT_DAILY_SHAPE", "NOMINAL_VOLTAGE_MV", "LoadProfile", "ProfileError",
+        "ProfileSampler", "Sample", "noise3", "splitmix64", "stream_key",
+    }  # fmt: skip
+    # other modules map these snapshot names to M-Bus records: renaming one breaks them
+    names = [f.name for f in dataclasses.fields(meter.MeterSnapshot)]
+    for stable in (
+        "a_plus_wh", "a_minus_wh", "r_plus_varh", "r_minus_varh", "r_quadrant_varh",
+        "a_plus_tariff_wh", "max_p_plus_w", "max_p_plus_at", "acc_max_p_plus_w",
+        "debiting_periods", "p_plus_w", "power_factor", "hour_counter", "meter_status",
+        "rtc_status", "prepayment_wh", "pulse_count", "breaker", "breaker_reason", "ct_ratio",
+        "secondary_a_plus_wh",
+    ):  # fmt: skip
+        assert stable in names

@@ -149,3 +149,12 @@ def test_unwritable_directory_is_a_clear_error(
         save_state(path, {"v": 2})
     monkeypatch.undo()
     assert load_state(path) == {"v": 1}
+
+
+def test_public_api_is_pinned() -> None:
+    from mbuskit import persist
+
+    assert set(persist.__all__) == {
+        "BACKUP_SUFFIX", "StateFileError", "StateFileMissing", "backup_path", "load_state",
+        "save_state",
+    }  # fmt: skip
