@@ -671,6 +671,8 @@ def test_damaged_state_is_a_clear_error(damage: Any) -> None:
         {"sample_period_s": 7},
         {"smart_disconnect_current_a": 0},
         {"smart_auto_reconnect_s": -5},
+        {"smart_disconnect_power_w": float("inf")},
+        {"smart_disconnect_current_a": float("nan")},
         {"breaker": False, "prepayment": True},
         {"ct_ratio": 5},
         {"variant": "ct", "ct_ratio": 0},
@@ -698,6 +700,9 @@ def test_config_dict_round_trip() -> None:
         {"power_factor": 0},
         {"noise": 1.0},
         {"sunrise_h": 20, "sunset_h": 6},
+        {"base_load_w": float("nan")},
+        {"solar_peak_w": float("inf")},
+        {"daily_shape": (float("nan"),) * 24},
     ],
 )
 def test_bad_profile_is_refused(kw: dict[str, Any]) -> None:

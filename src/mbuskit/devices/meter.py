@@ -132,12 +132,14 @@ class MeterConfig:
             raise MeterConfigError("integration_period_s must be 300, 900, 1800 or 3600")
         if self.integration_period_s % self.sample_period_s:
             raise MeterConfigError("integration_period_s must be a multiple of sample_period_s")
-        for name in ("smart_disconnect_current_a", "smart_disconnect_power_w"):
+        for name in (
+            "smart_disconnect_current_a", "smart_disconnect_power_w", "smart_auto_reconnect_s"
+        ):
             limit = getattr(self, name)
-            if limit is not None and limit <= 0:
-                raise MeterConfigError(f"{name} must be > 0 or None")
-        if self.smart_auto_reconnect_s is not None and self.smart_auto_reconnect_s <= 0:
-            raise MeterConfigError("smart_auto_reconnect_s must be > 0 or None")
+            if limit is not None and not (
+                isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0
+            ):
+                raise MeterConfigError(f"{name} must be a finite number > 0, or None")
         smart = (
             self.smart_disconnect_current_a is not None
             or self.smart_disconnect_power_w is not None

@@ -78,6 +78,10 @@ class LoadProfile:
     utc_offset_s: int = 0  # the household's day runs in local time
 
     def __post_init__(self) -> None:
+        numbers = [getattr(self, f.name) for f in fields(self)]
+        flat = [x for v in numbers for x in (v if isinstance(v, tuple) else (v,))]
+        if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in flat):
+            raise ProfileError("load profile parameters must be finite numbers")
         if self.base_load_w < 0 or self.variable_load_w < 0 or self.solar_peak_w < 0:
             raise ProfileError("loads and solar peak must be >= 0 W")
         if len(self.daily_shape) != 24 or any(f < 0 for f in self.daily_shape):
