@@ -87,15 +87,25 @@ def test_lost_connection_is_reopened(schema: str) -> None:
     s.close()
 
 
-def test_leases_are_exclusive_and_expire(schema: str) -> None:
+def test_leases_are_exclusive_fair_and_expire(schema: str) -> None:
     a, b = _store(schema, "a"), _store(schema, "b")
     buses = [f"bus{i}" for i in range(6)]
-    assert a.acquire(buses, 1.0) == buses
+    assert a.acquire(buses, 1.0) == buses  # alone: every bus
+    assert b.acquire(buses, 1.0) == []  # all leased to a
+    # two live workers: a keeps its share; once it has stopped polling the rest and
+    # released it, b claims it
+    assert a.acquire(buses, 1.0) == buses[:3]
     assert b.acquire(buses, 1.0) == []
-    assert a.acquire(buses, 1.0) == buses  # renewal
-    time.sleep(1.2)  # a stopped renewing (died): its buses are free after one lease period
-    assert b.acquire(buses, 1.0) == buses
-    assert a.acquire(buses, 1.0) == []
+    a.release(buses[3:])
+    assert b.acquire(buses, 1.0) == buses[3:]
+    assert (a.acquire(buses, 1.0), b.acquire(buses, 1.0)) == (buses[:3], buses[3:])
+    # a dies (stops renewing): within one lease period b holds everything
+    end = time.monotonic() + 1.6
+    while time.monotonic() < end:
+        got = b.acquire(buses, 1.0)
+        time.sleep(0.3)
+    assert got == buses
+    assert a.acquire(buses, 1.0) == []  # a is back, nothing is free yet
     b.release(buses[:2])
     assert a.acquire(buses, 1.0) == buses[:2]
     assert {o for o, _ in a.leases().values()} == {"a", "b"}
@@ -173,10 +183,14 @@ async def test_two_headends_share_buses_and_take_over(schema: str) -> None:
     h1, h2 = headend("h1"), headend("h2")
     await h1.start()
     await asyncio.sleep(0.3)
+    assert {b for w, b, *_ in log} == {"b1", "b2"}  # alone, h1 polls both buses
     await h2.start()
-    await asyncio.sleep(1.0)
-    # h1 came first and holds both buses; h2 polls nothing
-    assert {w for w, *_ in log} == {"h1"}
+    await asyncio.sleep(1.5)
+    # the work is shared: each worker now polls one bus, and only that one
+    recent = [(w, b) for w, b, start, _ in log if start > time.monotonic() - 0.5]
+    by_worker = {w: {b for w2, b in recent if w2 == w} for w, _ in recent}
+    assert sorted(map(len, by_worker.values())) == [1, 1], by_worker
+    assert by_worker["h1"] != by_worker["h2"]
     # h1 dies without releasing its leases (kill -9): cancel everything, release nothing
     died = time.monotonic()
     for t in h1._tasks:
@@ -184,11 +198,12 @@ async def test_two_headends_share_buses_and_take_over(schema: str) -> None:
     for name in list(h1.scheduler._bus_tasks):
         h1.scheduler._bus_tasks.pop(name).cancel()
     await asyncio.sleep(2.0)
-    taken = [start for w, _, start, _ in log if w == "h2"]
+    (orphan,) = by_worker["h1"]
+    taken = [start for w, b, start, _ in log if w == "h2" and b == orphan and start > died]
     assert taken, "h2 never took over"
     # taken over within one lease period (1 s) plus one renewal tick (1/3 s)
     assert min(taken) - died < 1.0 + 0.5
-    assert {b for w, b, *_ in log if w == "h2"} == {"b1", "b2"}
+    assert {b for w, b, start, _ in log if w == "h2" and start > died + 1.5} == {"b1", "b2"}
     # never two workers on one bus at the same time
     for bus in ("b1", "b2"):
         spans = sorted((s, e, w) for w, b, s, e in log if b == bus)

@@ -102,6 +102,7 @@ class Headend:
         last_ok = time.monotonic()
         held: set[str] = set()
         while True:
+            lost_contact: set[str] = set()
             try:
                 got = await asyncio.to_thread(store.acquire, names, period)  # type: ignore[attr-defined]
                 held, last_ok = set(got), time.monotonic()
@@ -109,7 +110,7 @@ class Headend:
                 # without the database we cannot renew: stop before our leases run out, so
                 # the worker that takes over never polls a bus at the same time as us
                 if time.monotonic() - last_ok > period * 0.6:
-                    held = set()
+                    lost_contact, held = held, set()
                 log.warning("lease renewal failed: %s", exc)
             for name in names:
                 running = s.buses[name].owned and name in s._bus_tasks
@@ -117,8 +118,12 @@ class Headend:
                     log.info("bus %s: lease acquired by %s", name, self.worker)
                     s.start_bus(name)
                 elif name not in held and running:
-                    log.info("bus %s: lease lost", name)
+                    log.info("bus %s: lease lost or handed over", name)
                     await s.stop_bus(name)
+                    if name not in lost_contact:
+                        # stopped first, released second: never two pollers on one bus
+                        with contextlib.suppress(StorageError):
+                            await asyncio.to_thread(store.release, [name])  # type: ignore[attr-defined]
             await asyncio.sleep(period / 3)
 
     async def stop(self) -> None:
@@ -131,7 +136,7 @@ class Headend:
         if self.leased:
             with contextlib.suppress(StorageError):
                 await asyncio.to_thread(self.storage.release,  # type: ignore[attr-defined]
-                                        [b.name for b in self.config.buses])
+                                        [b.name for b in self.config.buses], retire=True)
         if self.mqtt is not None:
             await asyncio.to_thread(self.mqtt.stop)  # type: ignore[attr-defined]
         if self._server is not None:

@@ -45,6 +45,10 @@ CREATE TABLE IF NOT EXISTS bus_leases (
     owner TEXT,
     expires DOUBLE PRECISION NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS workers (
+    name TEXT PRIMARY KEY,
+    expires DOUBLE PRECISION NOT NULL
+);
 """
 
 _NOW = "extract(epoch from clock_timestamp())"
@@ -163,27 +167,52 @@ class PostgresStorage:
 
     # ---- bus leases ----
     def acquire(self, buses: Sequence[str], lease_seconds: float) -> list[str]:
-        """Claim or renew the leases of ``buses`` this worker can have; returns those it holds."""
+        """Claim or renew leases on a fair share of ``buses``; returns the buses held.
+
+        Every live worker (heartbeat in ``workers``) gets at most ceil(buses / workers): a
+        worker holding more stops polling the surplus and releases it (``release``), and the
+        others claim it on their next round.
+        """
         def go(c: psycopg.Connection[Any]) -> list[str]:
             with c.cursor() as cur:
+                cur.execute(
+                    f"INSERT INTO workers (name, expires) VALUES (%s, {_NOW} + %s)"
+                    " ON CONFLICT (name) DO UPDATE SET expires = excluded.expires",
+                    (self.worker, lease_seconds))
+                cur.execute(f"SELECT count(*) FROM workers WHERE expires > {_NOW}")
+                row = cur.fetchone()
+                live = max(int(row[0]) if row else 1, 1)
+                share = -(-len(buses) // live)
                 cur.executemany("INSERT INTO bus_leases (bus) VALUES (%s) ON CONFLICT DO NOTHING",
                                 [(b,) for b in buses])
                 cur.execute(
-                    "SELECT bus FROM bus_leases WHERE bus = ANY(%s) AND"
+                    "SELECT bus, owner FROM bus_leases WHERE bus = ANY(%s) AND"
                     f" (owner = %s OR owner IS NULL OR expires < {_NOW})"
                     " ORDER BY bus FOR UPDATE SKIP LOCKED", (list(buses), self.worker))
-                mine = [str(r[0]) for r in cur.fetchall()]
+                rows = [(str(b), o) for b, o in cur.fetchall()]
+                held = [b for b, o in rows if o == self.worker]
+                keep, surplus = held[:share], held[share:]
+                claim = [b for b, o in rows if o != self.worker][:max(share - len(keep), 0)]
+                mine = sorted(keep + claim)
                 if mine:
                     cur.execute(
                         f"UPDATE bus_leases SET owner = %s, expires = {_NOW} + %s"
                         " WHERE bus = ANY(%s)", (self.worker, lease_seconds, mine))
+                # the surplus is neither renewed nor released here: the caller first stops
+                # polling those buses, then releases them, so that no other worker can start
+                # on a bus while this one is still in a transaction on it
+                del surplus
             return mine
         return self._run(go)
 
-    def release(self, buses: Sequence[str]) -> None:
-        self._run(lambda c: c.execute(
-            "UPDATE bus_leases SET owner = NULL, expires = 0 WHERE owner = %s AND bus = ANY(%s)",
-            (self.worker, list(buses))))
+    def release(self, buses: Sequence[str], *, retire: bool = False) -> None:
+        """Give leases back; ``retire`` also leaves the worker count (a clean shutdown)."""
+        def go(c: psycopg.Connection[Any]) -> None:
+            c.execute("UPDATE bus_leases SET owner = NULL, expires = 0"
+                      " WHERE owner = %s AND bus = ANY(%s)", (self.worker, list(buses)))
+            if retire:
+                c.execute("DELETE FROM workers WHERE name = %s", (self.worker,))
+        self._run(go)
 
     def leases(self) -> dict[str, tuple[str | None, float]]:
         rows = self._run(lambda c: c.execute(
