@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from mbuskit import decode
+from mbuskit import MBusError, decode
+from mbuskit.link import LongFrame
 from mbuskit.records import DataRecord, FunctionField, RecordKind
 from mbuskit.render import (
     SCHEMA,
@@ -318,3 +321,47 @@ def test_invalid_date_is_marked() -> None:
     t = Telegram(0x08, 1, 0x72, LongHeader(1, "KAM", 1, 2), (rec,))
     assert "(invalid)" in to_text(t)
     assert to_dict(t)["records"][0]["valid"] is False
+
+
+# ------------------------------------------------------------------------------------------
+# Robustness: whatever the decoder accepts, every renderer renders
+
+
+def _corpus_payloads() -> list[tuple[int, bytes]]:
+    out = []
+    for hx in sorted((CORPUS / "test-frames").glob("*.hex")):
+        b = load_hex(hx)
+        if len(b) > 9 and b[0] == 0x68:
+            out.append((b[6], b[7:-2]))
+    return out
+
+
+PAYLOADS = _corpus_payloads()
+
+
+def _render_all(t: Telegram) -> None:
+    json.loads(to_json(t))
+    for normalized in (False, True):
+        ET.fromstring(to_xml(t, normalized=normalized).encode())  # well-formed
+    rows = list(csv.reader(io.StringIO(to_csv(t))))
+    assert len(rows) == 1 + len(t.records)
+    to_text(t)
+
+
+@needs_corpus
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_renderers_accept_every_decodable_mutation(data: st.DataObject) -> None:
+    ci, payload = data.draw(st.sampled_from(PAYLOADS))
+    body = bytearray(payload)
+    for _ in range(data.draw(st.integers(0, 4))):
+        if body:
+            body[data.draw(st.integers(0, len(body) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(body)))
+    ci = data.draw(st.sampled_from([ci, ci, 0x70, 0x72, 0x73, 0x78, 0x7A]))
+    frame = LongFrame(0x08, 1, ci, bytes(body[:cut]) if cut else bytes(body)).encode()
+    try:
+        t = decode(frame, strict=False)
+    except MBusError:
+        return
+    _render_all(t)

@@ -15,7 +15,8 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
+from datetime import time as time_of_day
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import TYPE_CHECKING, Any
 
 from .records import DataRecord, FunctionField, RecordKind
@@ -73,6 +74,8 @@ def value_to_json(value: object) -> tuple[str, Any]:
         return "datetime", value.isoformat()
     if isinstance(value, date):
         return "date", value.isoformat()
+    if isinstance(value, time_of_day):  # type J
+        return "time", value.isoformat()
     if isinstance(value, str):
         return "string", value
     if isinstance(value, bytes | bytearray):
@@ -238,12 +241,13 @@ _CSV_COLUMNS = (
 
 
 def to_csv(t: Telegram | Iterable[Telegram], *, header: bool = True) -> str:
-    """One CSV row per record (RFC 4180, ``\\n`` line ends); several telegrams concatenate."""
+    """One CSV row per record (RFC 4180: CRLF line ends, so that a CR or LF inside a plain-text
+    unit gets quoted); several telegrams concatenate."""
     from .telegram import Telegram as _Telegram
 
     telegrams = [t] if isinstance(t, _Telegram) else list(t)
     out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
+    w = csv.writer(out, lineterminator="\r\n")
     if header:
         w.writerow(_CSV_COLUMNS)
     for tg in telegrams:
@@ -865,7 +869,7 @@ def _raw_value(r: DataRecord) -> str:
     if kind:
         return _date_text(r, kind, zulu=False)
     if df == 0x0D:
-        return _lvar_text(r)
+        return _lvar_text(r, raw=True)
     n = _raw_number(r)
     if isinstance(n, str):
         return n
@@ -874,7 +878,14 @@ def _raw_value(r: DataRecord) -> str:
     return str(n)
 
 
-def _lvar_text(r: DataRecord) -> str:
+def _lvar_text(r: DataRecord, *, raw: bool = False) -> str:
+    lvar = getattr(r, "lvar", None)
+    if raw and lvar is not None and 0xC0 <= lvar <= 0xD9:
+        # BCD LVAR (EN 13757-3 table 5): the raw XML shows the unscaled number
+        digits = r.data[::-1].hex().upper()
+        if digits.isdigit():
+            return str(-int(digits) if lvar >= 0xD0 else int(digits))
+        return digits
     v = r.value
     if isinstance(v, str):
         return v
@@ -895,30 +906,43 @@ def _norm_value(r: DataRecord, factor: Decimal, unit: str) -> str | None:
     if kind:
         return _date_text(r, kind, zulu=True)
     if df == 0x0D:
-        return _lvar_text(r)
-    if df == 0x0F:
+        text = _lvar_text(r, raw=True)
+        if isinstance(r.value, str | bytes | bytearray) or r.value is None:
+            return _lvar_text(r)
+        n: Decimal | str = Decimal(text) if text.lstrip("-").isdigit() else text
+    elif df == 0x0F:
         return _hex_dump(r.data)
-    if df == 0:
+    elif df == 0:
         return ""
-    n = _raw_number(r)
+    else:
+        n = _raw_number(r)
     if isinstance(n, str):
         return n
     ours = _our_value_in(r, unit)
     if ours is not None:
         # our decoder applies every VIFE (EN 13757-3 table 15); libmbus only the first one
-        return f"{ours.quantize(Decimal('0.000001')):f}"
-    value = n * factor
+        return _six_places(ours)
+    value = _EXACT.multiply(n, factor)
     vif = r.vif or 0
     if vif & 0x80 and vif not in (0xFB, 0xFD) and r.vife:
         # libmbus applies the first combinable VIFE's correction (EN 13757-3 table 15) only
         code = r.vife[0] & 0x7F
         if 0x70 <= code <= 0x77:
-            value *= Decimal(10) ** ((code & 7) - 6)
+            value = value.scaleb((code & 7) - 6, _EXACT)
         elif 0x78 <= code <= 0x7B:
-            value += Decimal(10) ** ((code & 3) - 3)
+            value = _EXACT.add(value, Decimal(1).scaleb((code & 3) - 3))
         elif code == 0x7D:
-            value *= 1000
-    return f"{value.quantize(Decimal('0.000001')):f}"
+            value = value.scaleb(3, _EXACT)
+    return _six_places(value)
+
+
+# enough digits for any 64-bit integer or real32 times any M-Bus exponent, so nothing rounds
+# before the final "%f"-style six places
+_EXACT = Context(prec=120, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+def _six_places(d: Decimal) -> str:
+    return f"{d.quantize(Decimal('0.000001'), context=_EXACT):f}"
 
 
 _TO_SECONDS = {"s": 1, "min": 60, "h": 3600, "d": 86400}
@@ -934,7 +958,7 @@ def _our_value_in(r: DataRecord, unit: str) -> Decimal | None:
     if r.unit == unit and unit:
         return Decimal(v)
     if unit == "s" and r.unit in _TO_SECONDS:
-        return Decimal(v) * _TO_SECONDS[r.unit]
+        return _EXACT.multiply(Decimal(v), Decimal(_TO_SECONDS[r.unit]))
     return None
 
 
