@@ -678,6 +678,10 @@ def test_damaged_state_is_a_clear_error(damage: Any) -> None:
         {"variant": "ct", "ct_ratio": 0},
         {"power_threshold_w": -1},
         {"special_data_2": 10**8},
+        {"seed": 1.5},
+        {"phases": True},
+        {"prepayment": "yes"},
+        {"software_version": 3},
     ],
 )
 def test_bad_config_is_refused(kw: dict[str, Any]) -> None:

@@ -88,6 +88,17 @@ class RtcStatus(enum.IntFlag):
     ADJUSTED = 0x02  # set or adjusted by command since the last debiting stop
 
 
+_BOOL_FIELDS = (
+    "breaker", "button_disconnect", "remote_reconnect", "prepayment",
+    "prepayment_auto_reconnect", "tariff_input_inverted", "debiting_stop_monthly",
+)  # fmt: skip
+_INT_FIELDS = (
+    "serial_number", "meter_number", "phases", "seed", "sample_period_s",
+    "integration_period_s", "prepayment_credit_wh", "power_threshold_w", "special_data_1",
+    "special_data_2", "ct_ratio",
+)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class MeterConfig:
     serial_number: int  # fabrication number, 8 digits, fixed at production
@@ -116,6 +127,15 @@ class MeterConfig:
     ct_ratio: int = 1
 
     def __post_init__(self) -> None:
+        for name in _BOOL_FIELDS:
+            if not isinstance(getattr(self, name), bool):
+                raise MeterConfigError(f"{name} must be true or false")
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise MeterConfigError(f"{name} must be an integer")
+        if not isinstance(self.software_version, str) or not self.software_version.isprintable():
+            raise MeterConfigError("software_version must be printable text")
         for name in ("serial_number", "meter_number"):
             value = getattr(self, name)
             if not isinstance(value, int) or not 0 <= value <= 99_999_999:
