@@ -214,3 +214,50 @@ def _wait_false(ev: threading.Event, timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+async def test_headend_publishes_polls_and_takes_breaker_commands(tmp_path: Path) -> None:
+    _need_broker()
+    import asyncio
+
+    from headend_fakes import FakeReader
+    from mbuskit.headend.runtime import Headend
+    from mbuskit.headend.storage import SqliteStorage
+
+    run = uuid.uuid4().hex[:8]
+    cfg = parse_config(
+        f'[headend]\nname = "h{run}"\n[mqtt]\nbroker = "127.0.0.1:1883"\nprefix = "hx-{run}"\n'
+        f'discovery_prefix = "hd-{run}"\n'
+        '[[buses]]\nname = "b"\ntcp = "h:1"\n'
+        '[[meters]]\nname = "kam1"\nbus = "b"\nprimary = 1\nbreaker = true\ninterval = 0.2\n')
+    reader = FakeReader({"kam1": 14839120})
+    sub = Collector(1883, f"hx-{run}/#")
+    assert sub.subscribed.wait(5)
+    h = Headend(cfg, readers={"b": reader}, storage=SqliteStorage(tmp_path / "r.db"),
+                http=False)
+    await h.start()
+    try:
+        end = time.monotonic() + 5
+        while f"hx-{run}/kam1/state" not in sub.topics() and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        state = json.loads(sub.topics()[f"hx-{run}/kam1/state"])
+        assert state["energy"] > 1000 and state["units"]["power"] == "W"
+        # a command from Home Assistant's switch goes through the scheduler to the bus
+        sub.client.publish(f"hx-{run}/kam1/breaker/set", "open", qos=1)
+        end = time.monotonic() + 5
+        while not reader.commands and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        assert reader.commands == [("kam1", "breaker", {"state": "open"})]
+    finally:
+        await h.stop()
+        for topic in list(sub.topics()):
+            sub.client.publish(topic, b"", qos=1, retain=True)
+        ha = Collector(1883, f"hd-{run}/#")
+        ha.wait(lambda: bool(ha.messages), timeout=1)
+        for topic in list(ha.topics()):
+            ha.client.publish(topic, b"", qos=1, retain=True)
+        time.sleep(0.2)
+        ha.close()
+        sub.close()
+    # said goodbye on stop (before the test wiped its retained topics)
+    assert (f"hx-{run}/status", b"offline") in [(t, p) for t, p, _ in sub.messages]
