@@ -143,3 +143,13 @@ async def test_metrics_and_page(env: tuple[Scheduler, FakeReader]) -> None:
 
 def test_metric_label_escaping() -> None:
     assert _labels(unit='a"b\\c\nd') == '{unit="a\\"b\\\\c\\nd"}'
+
+
+async def test_meters_of_a_bus_polled_by_another_worker(env: tuple[Scheduler, FakeReader]) -> None:
+    s, _ = env
+    s.buses["b"].owned = False  # the lease is held elsewhere (PostgreSQL)
+    async with _client(s) as c:
+        meters = {m["name"]: m for m in (await c.get("/api/meters")).json()}
+    assert meters["kam1"]["health"]["state"] == "elsewhere"
+    assert meters["kam1"]["health"]["polled_here"] is False
+    assert meters["kam1"]["latest"]["energy"]["value"] > 0

@@ -70,13 +70,18 @@ def test_sqlite_store_latest_history_and_no_duplicates(tmp_path: Path) -> None:
     assert [r.value for r in hist] == [100.0, 200.0]
     assert [r.value for r in s.history("m1", register="energy", since=1050)] == [200.0]
     assert [r.value for r in s.history("m1", register="energy", limit=1)] == [200.0]
-    (row,) = s.meters()
+    s.store(_poll("m2", 3, 7.0, 1200.0))  # a meter the config never registered
+    latest_all = s.latest_all()
+    assert {r.value for r in latest_all["m1"] if r.register == "energy"} == {200.0}
+    assert {r.register for r in latest_all["m2"]} == {r.register for r in s.latest("m1")}
+    assert s.last_slots() == {"m1": 11, "m2": 3}
+    row, _ = s.meters()
     assert row.identity.manufacturer == "KAM" and row.last_slot == 11 and row.address == "1"
     s.close()
     # WAL mode and the data survive a reopen
     db = sqlite3.connect(tmp_path / "r.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("SELECT count(*) FROM readings").fetchone()[0] == 10
+    assert db.execute("SELECT count(*) FROM readings").fetchone()[0] == 15
 
 
 def test_sqlite_poll_is_one_transaction(tmp_path: Path) -> None:

@@ -89,21 +89,31 @@ class HeadendApi:
                                                                   self.token.encode()):
             raise ApiError(401, "a valid token is required (Authorization: Bearer <token>)")
 
-    async def _meter_json(self, m: MeterConfig) -> dict[str, Any]:
-        latest = await asyncio.to_thread(self.s.storage.latest, m.name)
+    def _meter_json(self, m: MeterConfig, latest: list[Reading]) -> dict[str, Any]:
         h = self.s.health[m.name]
+        health = h.as_dict()
+        # a bus leased to another worker (PostgreSQL) is polled there: say so, and show
+        # the last reading from the shared database
+        health["polled_here"] = self.s.buses[m.bus].owned
+        if not health["polled_here"] and latest:
+            health["state"] = "elsewhere"
+            health["last_ok"] = max(r.read_time for r in latest)
         return {
             "name": m.name, "bus": m.bus, "address": _address(m),
-            "identity": h.identity.as_dict(), "health": h.as_dict(), "breaker": m.breaker,
+            "identity": h.identity.as_dict(), "health": health, "breaker": m.breaker,
             "latest": {r.register: _reading(r) for r in latest},
         }
 
     # ---- endpoints ----
     async def meters(self, request: Request) -> Response:
-        return JSONResponse([await self._meter_json(m) for m in self.s.meters.values()])
+        latest = await asyncio.to_thread(self.s.storage.latest_all)
+        return JSONResponse([self._meter_json(m, latest.get(m.name, []))
+                             for m in self.s.meters.values()])
 
     async def meter(self, request: Request) -> Response:
-        return JSONResponse(await self._meter_json(self._meter(request)))
+        m = self._meter(request)
+        latest = await asyncio.to_thread(self.s.storage.latest, m.name)
+        return JSONResponse(self._meter_json(m, latest))
 
     async def buses(self, request: Request) -> Response:
         now = self.s.monotonic()

@@ -49,6 +49,8 @@ class Storage(Protocol):
 
     def latest(self, meter: str) -> list[Reading]: ...
 
+    def latest_all(self) -> dict[str, list[Reading]]: ...
+
     def history(self, meter: str, *, register: str | None = None, since: float | None = None,
                 until: float | None = None, limit: int = 10000) -> list[Reading]: ...
 
@@ -77,6 +79,7 @@ CREATE TABLE IF NOT EXISTS readings (
     PRIMARY KEY (meter, register, slot)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS readings_by_time ON readings (meter, read_time);
+CREATE INDEX IF NOT EXISTS readings_by_slot ON readings (meter, slot);
 """
 
 
@@ -153,14 +156,20 @@ class SqliteStorage:
                 [(r.meter, r.register, poll.slot, r.value, r.unit, r.meter_time, r.read_time)
                  for r in poll.readings])
             new = db.total_changes - before
+            # the meter row says which slot is the latest, so "latest" never scans history
             db.execute(
-                "UPDATE meters SET identity = ?, last_slot = max(coalesce(last_slot, ?), ?),"
-                " last_read = ? WHERE name = ?",
-                (identity_json(poll.identity), poll.slot, poll.slot, poll.read_time, poll.meter))
+                "INSERT INTO meters (name, bus, address, identity, last_slot, last_read)"
+                " VALUES (?, '', '', ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                " identity = excluded.identity,"
+                " last_slot = max(coalesce(meters.last_slot, excluded.last_slot),"
+                " excluded.last_slot),"
+                " last_read = max(coalesce(meters.last_read, excluded.last_read),"
+                " excluded.last_read)",
+                (poll.meter, identity_json(poll.identity), poll.slot, poll.read_time))
             return new
 
     def last_slots(self) -> dict[str, int]:
-        rows = self._query("SELECT meter, max(slot) FROM readings GROUP BY meter")
+        rows = self._query("SELECT name, last_slot FROM meters WHERE last_slot IS NOT NULL")
         return {str(m): int(s) for m, s in rows}
 
     def meters(self) -> list[MeterRow]:
@@ -171,9 +180,19 @@ class SqliteStorage:
     def latest(self, meter: str) -> list[Reading]:
         rows = self._query(
             "SELECT meter, register, value, unit, meter_time, read_time FROM readings"
-            " WHERE meter = ? AND slot = (SELECT max(slot) FROM readings WHERE meter = ?)"
+            " WHERE meter = ? AND slot = (SELECT last_slot FROM meters WHERE name = ?)"
             " ORDER BY register", (meter, meter))
         return [Reading(*row) for row in rows]
+
+    def latest_all(self) -> dict[str, list[Reading]]:
+        rows = self._query(
+            "SELECT r.meter, r.register, r.value, r.unit, r.meter_time, r.read_time"
+            " FROM meters m JOIN readings r ON r.meter = m.name AND r.slot = m.last_slot"
+            " ORDER BY r.meter, r.register")
+        out: dict[str, list[Reading]] = {}
+        for row in rows:
+            out.setdefault(row[0], []).append(Reading(*row))
+        return out
 
     def history(self, meter: str, *, register: str | None = None, since: float | None = None,
                 until: float | None = None, limit: int = 10000) -> list[Reading]:

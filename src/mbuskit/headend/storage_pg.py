@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS readings (
     PRIMARY KEY (meter, register, slot)
 );
 CREATE INDEX IF NOT EXISTS readings_by_time ON readings (meter, read_time);
+CREATE INDEX IF NOT EXISTS readings_by_slot ON readings (meter, slot);
 CREATE TABLE IF NOT EXISTS bus_leases (
     bus TEXT PRIMARY KEY,
     owner TEXT,
@@ -117,15 +118,18 @@ class PostgresStorage:
                      [r.read_time for r in rs]))
                 new = max(cur.rowcount, 0)
                 cur.execute(
-                    "UPDATE meters SET identity = %s, last_slot = greatest(last_slot, %s),"
-                    " last_read = %s WHERE name = %s",
-                    (identity_json(poll.identity), poll.slot, poll.read_time, poll.meter))
+                    "INSERT INTO meters (name, bus, address, identity, last_slot, last_read)"
+                    " VALUES (%s, '', '', %s, %s, %s) ON CONFLICT (name) DO UPDATE SET"
+                    " identity = excluded.identity,"
+                    " last_slot = greatest(meters.last_slot, excluded.last_slot),"
+                    " last_read = greatest(meters.last_read, excluded.last_read)",
+                    (poll.meter, identity_json(poll.identity), poll.slot, poll.read_time))
             return new
         return self._run(go)
 
     def last_slots(self) -> dict[str, int]:
         rows = self._run(lambda c: c.execute(
-            "SELECT meter, max(slot) FROM readings GROUP BY meter").fetchall())
+            "SELECT name, last_slot FROM meters WHERE last_slot IS NOT NULL").fetchall())
         return {str(m): int(s) for m, s in rows}
 
     def meters(self) -> list[MeterRow]:
@@ -137,9 +141,19 @@ class PostgresStorage:
     def latest(self, meter: str) -> list[Reading]:
         rows = self._run(lambda c: c.execute(
             "SELECT meter, register, value, unit, meter_time, read_time FROM readings"
-            " WHERE meter = %s AND slot = (SELECT max(slot) FROM readings WHERE meter = %s)"
+            " WHERE meter = %s AND slot = (SELECT last_slot FROM meters WHERE name = %s)"
             " ORDER BY register", (meter, meter)).fetchall())
         return [Reading(*row) for row in rows]
+
+    def latest_all(self) -> dict[str, list[Reading]]:
+        rows = self._run(lambda c: c.execute(
+            "SELECT r.meter, r.register, r.value, r.unit, r.meter_time, r.read_time"
+            " FROM meters m JOIN readings r ON r.meter = m.name AND r.slot = m.last_slot"
+            " ORDER BY r.meter, r.register").fetchall())
+        out: dict[str, list[Reading]] = {}
+        for row in rows:
+            out.setdefault(row[0], []).append(Reading(*row))
+        return out
 
     def history(self, meter: str, *, register: str | None = None, since: float | None = None,
                 until: float | None = None, limit: int = 10000) -> list[Reading]:
