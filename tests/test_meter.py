@@ -632,6 +632,13 @@ def test_state_round_trip_is_exact_and_continues_identically() -> None:
     assert {DisconnectReason.SMART, DisconnectReason.PREPAYMENT} <= seen
 
 
+def test_state_without_debit_month_still_loads() -> None:
+    m = Meter(config(debiting_stop_monthly=True), T0)
+    state = m.to_state()
+    del state["registers"]["debit_month"]
+    assert Meter.from_state(state).to_state() == m.to_state()
+
+
 @pytest.mark.parametrize(
     "damage",
     [

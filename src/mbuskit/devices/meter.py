@@ -683,7 +683,11 @@ class Meter:
         meter = cls(config, 0.0)
         try:
             for name in _SCALARS:
+                if name == "debit_month" and name not in regs:
+                    continue  # states saved before monthly debiting existed
                 setattr(meter, name, _int(regs[name], name))
+            if "debit_month" not in regs:
+                meter.debit_month = meter._month_index()
             for name in _OPTIONALS:
                 value = regs[name]
                 setattr(meter, name, None if value is None else _int(value, name))
