@@ -310,6 +310,24 @@ def test_smart_disconnect_on_power_then_button() -> None:
     assert m.press_button(T0 + 23.9 * 3600) is BreakerState.CONNECTED
 
 
+def test_smart_disconnect_recloses_by_itself_once_the_load_falls() -> None:
+    profile = LoadProfile(
+        base_load_w=500.0, variable_load_w=4000.0, noise=0.0, power_factor=1.0, capacitive_var=0
+    )
+    m = Meter(
+        config(profile=profile, smart_disconnect_power_w=3000.0, smart_auto_reconnect_s=600),
+        T0 + 17 * 3600,
+    )
+    reasons = set()
+    for minute in range(1, 6 * 60):
+        m.advance(T0 + 17 * 3600 + minute * 60)
+        reasons.add(m.snapshot().breaker_reason)
+    assert DisconnectReason.SMART in reasons
+    s = m.snapshot()  # 23:00: the evening peak is over
+    assert s.breaker is BreakerState.CONNECTED and s.breaker_reason is DisconnectReason.NONE
+    assert 0 < s.p_plus_w <= 3000
+
+
 def test_smart_trip_time_is_where_the_load_crosses_the_limit() -> None:
     profile = LoadProfile(
         base_load_w=500.0, variable_load_w=4000.0, noise=0.0, power_factor=1.0, capacitive_var=0
