@@ -188,3 +188,14 @@ def test_kill_9_mid_poll_loses_nothing_and_duplicates_nothing(
     # no duplicate: every meter has exactly one poll (its slot of the day), all complete
     assert sorted(m for m, _ in after) == [f"m{i:02d}" for i in range(1, n_meters + 1)]
     assert len({n for n, _ in after.values()}) == 1
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run([*MBUS, "demo", "--http", f"127.0.0.1:{port}", "--duration", "5"],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in r.stderr and "Traceback" not in r.stderr

@@ -79,19 +79,34 @@ class Headend:
 
         server = _Server(cfg)
         self._server = server
-        self._tasks.append(asyncio.create_task(server.serve(), name="http"))
+        # bind here, so that a port in use is a clear error instead of uvicorn's sys.exit
+        host, port = self.config.http.host, self.config.http.port
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            family, _, _, _, address = infos[0]
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError as exc:
+            raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+        async def serve() -> None:
+            try:
+                await server.serve(sockets=[sock])
+            except SystemExit as exc:  # uvicorn gives up with sys.exit on startup failures
+                raise OSError(f"HTTP server on {host}:{port} failed to start") from exc
+
+        task = asyncio.create_task(serve(), name="http")
+        self._tasks.append(task)
         while not server.started:
-            if self._tasks[-1].done():
-                exc = self._tasks[-1].exception()
-                raise OSError(f"HTTP server did not start on {self.config.http.host}:"
-                              f"{self.config.http.port}: {exc or 'port in use?'}")
+            if task.done():
+                raise task.exception() or OSError("HTTP server stopped")
             await asyncio.sleep(0.02)
-        port = self.config.http.port
-        for srv in server.servers:
-            for sock in srv.sockets:
-                port = sock.getsockname()[1]
-        host = self.config.http.host
-        self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
+        port = sock.getsockname()[1]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{port}/"
 
     async def _lease_loop(self) -> None:
         """Hold the leases of as many buses as this worker can get (storage_pg)."""
