@@ -82,6 +82,8 @@ async def test_history_csv_and_bad_arguments(env: tuple[Scheduler, FakeReader]) 
         assert {r["register"] for r in rows} >= {"energy", "power", "power.phase_L1"}
         assert rows[0]["read_time"].startswith("1970-01-01T00:16:40")
         assert (await c.get("/api/meters/nope/history")).status_code == 404
+        latest = (await c.get("/api/meters/kam1/latest")).json()
+        assert latest["energy"]["unit"] == "Wh" and "power.phase_L1" in latest
         bad = await c.get("/api/meters/kam1/history", params={"since": "yesterday"})
         assert bad.status_code == 400 and "since" in bad.json()["error"]
         assert (await c.get("/api/meters/kam1/history", params={"limit": "0"})).status_code == 400

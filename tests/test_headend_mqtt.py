@@ -116,6 +116,11 @@ def test_state_and_discovery_on_real_broker() -> None:
         state = json.loads(sub.topics()[state_topic])
         assert state["energy"] == 5000.0 and state["units"]["energy"] == "Wh"
         assert state["read_time"] == 1000.0
+        assert sub.wait(lambda: f"mbt-{run}/kam1/reading/power.phase_L1" in sub.topics())
+        reading = json.loads(sub.topics()[f"mbt-{run}/kam1/reading/power.phase_L1"])
+        assert reading == {"meter": "kam1", "register": "power.phase_L1",
+                           "value": pytest.approx(230 / 3), "unit": "W", "meter_time": None,
+                           "read_time": 1000.0}
         disc = {t: json.loads(p) for t, p in sub.topics().items() if t.startswith(f"ha-{run}/")}
         energy = disc[f"ha-{run}/sensor/site-{run}_kam1/energy/config"]
         assert energy["device_class"] == "energy" and energy["state_class"] == "total_increasing"

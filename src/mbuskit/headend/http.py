@@ -115,6 +115,11 @@ class HeadendApi:
         latest = await asyncio.to_thread(self.s.storage.latest, m.name)
         return JSONResponse(self._meter_json(m, latest))
 
+    async def latest(self, request: Request) -> Response:
+        m = self._meter(request)
+        rows = await asyncio.to_thread(self.s.storage.latest, m.name)
+        return JSONResponse({r.register: _reading(r) for r in rows})
+
     async def buses(self, request: Request) -> Response:
         now = self.s.monotonic()
         out = []
@@ -230,6 +235,7 @@ def create_app(scheduler: Scheduler, *, token: str | None = None) -> Starlette:
         Route("/api/meters", api.meters),
         Route("/api/buses", api.buses),
         Route("/api/meters/{name}", api.meter),
+        Route("/api/meters/{name}/latest", api.latest),
         Route("/api/meters/{name}/history", api.history),
         Route("/api/meters/{name}/export.csv", api.export_csv),
         Route("/api/meters/{name}/read", api.read, methods=["POST"]),

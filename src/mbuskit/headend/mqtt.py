@@ -4,6 +4,8 @@ Topics (``prefix`` from the config, default ``mbuskit``):
 
 * ``<prefix>/status``: ``online`` / ``offline`` (retained; the last will says offline),
 * ``<prefix>/<meter>/state``: the meter's latest poll as JSON (retained), one key per register,
+* ``<prefix>/<meter>/reading/<register>``: each reading as JSON with its unit, meter time and
+  read time (retained),
 * ``<prefix>/<meter>/breaker/set``: ``open`` / ``closed``, listened to only for meters with
   ``breaker = true``,
 * ``<discovery_prefix>/sensor|switch/<node>_<meter>/<register>/config``: discovery (retained).
@@ -96,6 +98,9 @@ class MqttPublisher:
     def state_topic(self, meter: str) -> str:
         return f"{self.prefix}/{meter}/state"
 
+    def reading_topic(self, meter: str, register: str) -> str:
+        return f"{self.prefix}/{meter}/reading/{register}"
+
     def breaker_topic(self, meter: str) -> str:
         return f"{self.prefix}/{meter}/breaker/set"
 
@@ -183,6 +188,11 @@ class MqttPublisher:
                 (poll.meter, "breaker") not in self._announced:
             self._announce_breaker(poll.meter, poll.identity)
         self._send(self.state_topic(poll.meter), json.dumps(state).encode(), True)
+        for r in poll.readings:
+            reading = {"meter": r.meter, "register": r.register, "value": r.value,
+                       "unit": r.unit, "meter_time": r.meter_time, "read_time": r.read_time}
+            self._send(self.reading_topic(poll.meter, r.register),
+                       json.dumps(reading).encode(), True)
 
     def _device(self, meter: str, ident: Identity) -> dict[str, Any]:
         device: dict[str, Any] = {"identifiers": [f"mbuskit_{self.node}_{meter}"],
