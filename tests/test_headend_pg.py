@@ -214,3 +214,28 @@ async def test_two_headends_share_buses_and_take_over(schema: str) -> None:
     check = _store(schema, "check")
     assert set(check.last_slots()) == {"m1", "m2"}
     check.close()
+
+
+async def test_database_connection_dropped_while_polling_loses_nothing(schema: str) -> None:
+    from mbuskit.headend.scheduler import Scheduler
+
+    cfg = parse_config(CONFIG)
+    store = _store(schema, "w")
+    readers = {b: FakeReader({"m1": 1, "m2": 2}, delay=0.01) for b in ("b1", "b2")}
+    s = Scheduler(cfg, readers, store, storage_retry=0.05)
+    polls: list[Poll] = []
+    s.listeners.append(polls.append)
+    await s.start()
+    for _ in range(3):  # the database drops our connection three times while we poll
+        await asyncio.sleep(0.3)
+        assert store._conn is not None
+        with psycopg.connect(URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (store._conn.info.backend_pid,))
+    await asyncio.sleep(0.3)
+    await s.stop()
+    assert s.pending == 0 and s.storage_errors >= 1
+    check = _store(schema, "check")
+    rows = check._run(lambda c: c.execute("SELECT DISTINCT meter, slot FROM readings").fetchall())
+    assert {(p.meter, p.slot) for p in polls} == {(m, int(slot)) for m, slot in rows}
+    check.close()
+    store.close()

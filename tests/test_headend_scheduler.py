@@ -149,3 +149,23 @@ async def test_bug_or_hang_in_one_meter_never_stops_its_bus(tmp_path: Path) -> N
     # the hung read was given up after the guard (about 1 s at 38400 baud), not forever
     assert s.health["hung"].errors >= 1 and s.health["hung"].state != "ok"
     assert s.health["fine"].reads >= 3 and s.health["fine"].state == "ok"
+
+
+class PickyStorage(SqliteStorage):
+    """Refuses one meter's polls for good (a poll the database will never take)."""
+
+    def store(self, poll: Poll) -> int:
+        if poll.meter == "m00":
+            raise RuntimeError("value out of range")
+        return super().store(poll)
+
+
+async def test_a_poll_the_database_refuses_does_not_block_the_others(tmp_path: Path) -> None:
+    cfg = _config(buses=1)
+    store = PickyStorage(tmp_path / "r.db")
+    s = Scheduler(cfg, _readers(cfg), store, retry_base=0.05, storage_retry=0.01)
+    await s.start()
+    await asyncio.sleep(0.6)
+    await s.stop(flush_timeout=0.2)
+    assert set(store.last_slots()) == {"m01", "m02", "relay"}
+    assert s.pending >= 1 and not s.storage_ok  # m00's polls are kept, not dropped

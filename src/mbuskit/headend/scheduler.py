@@ -277,11 +277,14 @@ class Scheduler:
             poll = self._queue[0]
             try:
                 new = await asyncio.to_thread(self.storage.store, poll)
-            except StorageError as exc:
+            except Exception as exc:  # a writer that dies would queue readings forever
                 self.storage_errors += 1
-                if self.storage_ok:
-                    log.error("storage failed, %d polls queued: %s", len(self._queue), exc)
+                if self.storage_ok or not isinstance(exc, StorageError):
+                    log.error("storage failed, %d polls queued: %r", len(self._queue), exc)
                 self.storage_ok = False
+                # polls are independent: one the database refuses goes to the back, so it
+                # cannot hold up the others
+                self._queue.rotate(-1)
                 await asyncio.sleep(self.storage_retry)
                 continue
             self.storage_ok = True
