@@ -126,7 +126,10 @@ class Session:
                           baud: int | None = None, deselect: bool = False,
                           interruptible: bool = True) -> T | None:
         """As ``run``; with ``interruptible`` Ctrl-C returns None instead of exiting."""
-        keys = self.keys() if self.key_file else None
+        try:
+            keys = self.keys() if self.key_file else None
+        except MBusError as exc:
+            _fail(self.command, exc)
 
         async def main() -> T:
             transport = self.transport(baud)
@@ -273,7 +276,10 @@ def scan(ctx: click.Context, *, port: str, baud: str, timeout: float | None, ret
         finally:
             bar.close()
             if holder:
-                found.extend(getattr(holder[0], "found", []))
+                # a TCP gateway answers at every rate we "switch" to: keep the first sighting
+                seen = {(f.primary, f.address, f.fabrication) for f in found}
+                found.extend(f for f in getattr(holder[0], "found", [])
+                             if (f.primary, f.address, f.fabrication) not in seen)
         if interrupted:
             break
     click.echo(render_found(found, fmt, baud_column=len(rates) > 1))
@@ -620,8 +626,10 @@ def baud(ctx: click.Context, *, port: str, baud: int, timeout: float | None, ret
         await master.switch_baud(target, new_baud)
         # a frame at the new rate confirms the switch (meters fall back otherwise)
         if target != 253 and not await master.ping(target):
+            hint = (" (a TCP gateway's bus side keeps its own rate: set it on the gateway)"
+                    if session.port.startswith("tcp://") else "")
             raise BusTimeout(f"primary address {target}: no answer at {new_baud} baud after "
-                             "the switch")
+                             f"the switch{hint}")
 
     session.run(body, deselect=_secondary(address))
     click.echo(f"ok: now at {new_baud} baud")

@@ -208,10 +208,30 @@ def _probe(node: _Node, st: _State, read_retries: int,
             if address is not None and matches(address, node.mask):
                 fab = fabrication_of(reply.frame)
                 if node.fabrication is None or fab is None or _fab_matches(fab, node.fabrication):
-                    return _Kind.FOUND, reply.frame
+                    confirmed = yield from _confirm(node, address, st)
+                    if confirmed:
+                        return _Kind.FOUND, reply.frame
+                    return _Kind.COLLISION, None
             st.careful = True  # a good checksum on the wrong address: noise got through
         return _Kind.COLLISION, None
     return _Kind.COLLISION, None
+
+
+def _confirm(node: _Node, address: str, st: _State) -> Generator[object, Answer | None, bool]:
+    """Whether the meter that answered really has ``address``.
+
+    Several meters answering one read-out combine as a wired AND; once in a while that AND is
+    a frame with a good checksum, carrying the AND of their addresses. Selecting the address
+    exactly tells: a real meter acknowledges, an AND of several usually matches nobody. Not
+    needed when the mask was the full address already.
+    """
+    if "F" not in node.mask[:8] and (node.fabrication is None or _exact(node.fabrication)):
+        return True
+    st.probes += 1
+    fab = node.fabrication if _exact(node.fabrication) else None
+    answer = yield Request(select_frame(address, fab), Expect.ACK, ADDRESS_NETWORK)
+    assert answer is not None
+    return answer.outcome is Outcome.ACK
 
 
 def _exact(fabrication: str | None) -> bool:

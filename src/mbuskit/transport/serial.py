@@ -10,14 +10,23 @@ master adds to the EN 13757-2 answer window for it.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import serial
+
+try:
+    from termios import error as _TermiosError
+except ImportError:  # not a POSIX system
+    class _TermiosError(Exception):  # type: ignore[no-redef]
+        pass
 
 from .. import timing
 from ..errors import TransportError
 
 USB_LATENCY = 0.020
+POLL = 0.001  # seconds between looks at the input buffer while waiting for an answer
+_ERRORS = (serial.SerialException, OSError, ValueError, _TermiosError)
 
 
 class SerialTransport:
@@ -42,7 +51,7 @@ class SerialTransport:
             self._serial = await asyncio.to_thread(
                 serial.serial_for_url, self.port, baudrate=self._baud, bytesize=serial.EIGHTBITS,
                 parity=serial.PARITY_EVEN, stopbits=serial.STOPBITS_ONE, timeout=0)
-        except (serial.SerialException, ValueError, OSError) as exc:
+        except _ERRORS as exc:
             raise TransportError(f"{self.port}: cannot open the port ({exc}); check the device "
                                  "path, that nothing else uses it, and your permissions") from None
 
@@ -60,14 +69,14 @@ class SerialTransport:
         port = self._port()
         try:
             await asyncio.to_thread(_write, port, bytes(data))
-        except (serial.SerialException, OSError) as exc:
+        except _ERRORS as exc:
             raise TransportError(f"{self.port}: write failed ({exc})") from None
 
     async def receive(self, timeout: float) -> bytes:
         port = self._port()
         try:
             return await asyncio.to_thread(_read, port, max(timeout, 0.0))
-        except (serial.SerialException, OSError) as exc:
+        except _ERRORS as exc:
             raise TransportError(f"{self.port}: read failed ({exc}); was the adapter "
                                  "unplugged?") from None
 
@@ -76,7 +85,7 @@ class SerialTransport:
         if self._serial is not None:
             try:
                 self._serial.baudrate = baud
-            except (serial.SerialException, ValueError, OSError) as exc:
+            except _ERRORS as exc:
                 raise TransportError(f"{self.port}: cannot switch to {baud} baud ({exc})") \
                     from None
 
@@ -84,7 +93,7 @@ class SerialTransport:
         port = self._port()
         try:
             port.reset_input_buffer()
-        except (serial.SerialException, OSError) as exc:
+        except _ERRORS as exc:
             raise TransportError(f"{self.port}: {exc}") from None
 
 
@@ -94,13 +103,17 @@ def _write(port: Any, data: bytes) -> None:
 
 
 def _read(port: Any, timeout: float) -> bytes:
-    # Wait up to ``timeout`` for the first byte, then take what is there without waiting.
-    port.timeout = timeout
-    first = port.read(1)
-    if not first:
-        return b""
-    waiting = port.in_waiting
-    return bytes(first) + (bytes(port.read(waiting)) if waiting else b"")
+    # Wait up to ``timeout`` for the first byte, then take what is there. The port stays
+    # non-blocking (timeout 0): changing pyserial's timeout reconfigures the line with
+    # tcsetattr, which some devices (ptys, some USB drivers) refuse.
+    deadline = time.monotonic() + timeout
+    while True:
+        waiting = port.in_waiting
+        if waiting:
+            return bytes(port.read(waiting))
+        if time.monotonic() >= deadline:
+            return b""
+        time.sleep(POLL)
 
 
 __all__ = ["USB_LATENCY", "SerialTransport"]
