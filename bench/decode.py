@@ -37,31 +37,30 @@ def load_hex(path: Path) -> bytes:
     return bytes(out)
 
 
-def measure(decode: Callable[[bytes], object], frames: list[bytes], runs: int,
-            min_seconds: float) -> tuple[list[float], int]:
-    """Frames per second of each run and the number of frames whose decode raised."""
+def count_failures(decode: Callable[[bytes], object], frames: list[bytes]) -> int:
     failures = 0
-    for b in frames:  # warm-up pass, also counts failures once
+    for b in frames:  # also the warm-up pass
         try:
             decode(b)
         except Exception:
             failures += 1
-    rates = []
-    for _ in range(runs):
-        done = 0
-        start = time.perf_counter()
-        while True:
-            for b in frames:
-                try:  # noqa: SIM105 (a with-block per frame would add its own cost to every figure)
-                    decode(b)
-                except Exception:
-                    pass
-            done += len(frames)
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_seconds:
-                break
-        rates.append(done / elapsed)
-    return rates, failures
+    return failures
+
+
+def one_run(decode: Callable[[bytes], object], frames: list[bytes], min_seconds: float) -> float:
+    """Frames per second of whole-corpus passes repeated for at least ``min_seconds``."""
+    done = 0
+    start = time.perf_counter()
+    while True:
+        for b in frames:
+            try:  # noqa: SIM105 (a with-block per frame would add its own cost to every figure)
+                decode(b)
+            except Exception:
+                pass
+        done += len(frames)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return done / elapsed
 
 
 def _version(dist: str) -> str:
@@ -113,13 +112,20 @@ def main(argv: list[str] | None = None) -> int:
     frames = [load_hex(p) for p in paths]
     print(f"corpus: {len(frames)} frames, {sum(map(len, frames))} bytes ({args.corpus})")
     print(f"{args.runs} runs of >= {args.min_seconds} s each; median (min-max) frames/s")
+    found = decoders()
+    failures = {name: count_failures(fn, frames) for name, fn in found}
+    # Runs are interleaved (one run of each decoder per round) so that a busy machine slows
+    # every decoder alike instead of whichever happened to run at the time.
+    rates: dict[str, list[float]] = {name: [] for name, _ in found}
+    for _ in range(args.runs):
+        for name, fn in found:
+            rates[name].append(one_run(fn, frames, args.min_seconds))
     medians: dict[str, float] = {}
-    for name, fn in decoders():
-        rates, failures = measure(fn, frames, args.runs, args.min_seconds)
-        med = statistics.median(rates)
+    for name, _ in found:
+        med = statistics.median(rates[name])
         medians[name.split()[0]] = med
-        print(f"{name:24} {med:10,.0f} fps ({min(rates):,.0f}-{max(rates):,.0f})  "
-              f"{1e6 / med:7.1f} us/frame  raised on {failures}/{len(frames)}")
+        print(f"{name:24} {med:10,.0f} fps ({min(rates[name]):,.0f}-{max(rates[name]):,.0f})  "
+              f"{1e6 / med:7.1f} us/frame  raised on {failures[name]}/{len(frames)}")
     ours, theirs = medians.get("mbuskit"), medians.get("pymbusparser")
     if "pyMeterBus" in medians and ours:
         print(f"ratio vs pyMeterBus {ours / medians['pyMeterBus']:.2f}")

@@ -12,7 +12,7 @@ import io
 import json
 import re
 import xml.etree.ElementTree as ET
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -266,6 +266,7 @@ def test_json_keys_are_the_documented_ones() -> None:
         (float("-inf"), "float", "-Infinity"),
         (datetime(2008, 5, 31, 23, 50), "datetime", "2008-05-31T23:50:00"),
         (date(2012, 1, 1), "date", "2012-01-01"),
+        (time(23, 50, 7), "time", "23:50:07"),
         ("WFH21", "string", "WFH21"),
         (b"\x00\xab", "bytes", "00ab"),
         (None, "none", None),
