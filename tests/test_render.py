@@ -366,3 +366,48 @@ def test_renderers_accept_every_decodable_mutation(data: st.DataObject) -> None:
     except MBusError:
         return
     _render_all(t)
+
+
+# ------------------------------------------------------------------------------------------
+# Single records, checked against libmbus 0.9.0 (built from tests/interop's node-mbus sources)
+# where libmbus is right, and against EN 13757-3 where it is not.
+
+
+def _one_record_telegram(record_hex: str) -> Telegram:
+    payload = bytes.fromhex("78563412 2D2C 01 02 01 00 0000" + record_hex.replace(" ", ""))
+    return decode(LongFrame(0x08, 1, 0x72, payload).encode())
+
+
+def _values(record_hex: str) -> tuple[str, str]:
+    t = _one_record_telegram(record_hex)
+    raw = ET.fromstring(to_xml(t).encode()).find("DataRecord/Value")
+    norm = ET.fromstring(to_xml(t, normalized=True).encode()).find("DataRecord/Value")
+    assert raw is not None and norm is not None
+    return raw.text or "", norm.text or ""
+
+
+@pytest.mark.parametrize(
+    ("record", "raw", "norm"),
+    [
+        ("04 13 2A 89 00 00", "35114", "35.114000"),  # 32-bit int, volume in litres
+        ("02 5A 00 FF", "-256", "-25.600000"),  # 16-bit negative, flow temperature 0.1 degC
+        ("05 2B 00 00 C0 3F", "1.500000", "1.500000"),  # real32
+        ("0A 5A 12 F3", "-312", "-31.200000"),  # BCD, F in the top digit: negative (annex B)
+        ("0C 2A DD B4 EB DD", "DDEBB4DD", "DDEBB4DD"),  # BCD with hex digits: no number
+        ("04 6D FF 8E 62 C7", "1900-01-00T00:00:00", "1900-01-00T00:00:00Z"),  # invalid F
+        ("02 6C 5D B6", "1990-06-29", "1990-06-29"),  # type G year 90: 1990, libmbus says 2090
+        ("07 FD 97 00 9A E3 00 00 E6 5D 00 EE", "-1296933450258783334",
+         "-1296933450258783334.000000"),  # 64 bits exact; libmbus's double drops digits
+    ],
+)
+def test_record_values_in_xml(record: str, raw: str, norm: str) -> None:
+    assert _values(record) == (raw, norm)
+
+
+def test_plain_text_unit_in_xml() -> None:
+    # VIF 7Ch: length and ASCII unit, sent last character first
+    t = _one_record_telegram("01 7C 03 65 6D 69 05")
+    xml = to_xml(t)
+    assert "<Unit>ime</Unit>" in xml
+    assert "<Unit>-</Unit>\n        <Quantity>ime</Quantity>\n        <Value>5.000000" in to_xml(
+        t, normalized=True)

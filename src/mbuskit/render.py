@@ -806,8 +806,7 @@ def _is_date_record(r: DataRecord) -> int:
 
 def _libmbus_date(data: bytes, kind: int, *, zulu: bool) -> str:
     """The date libmbus prints: no century rule (20xx), zero fields when marked invalid."""
-    sec = minute = hour = mday = year = 0
-    mon = -1
+    sec = minute = hour = mday = mon = year = 0  # a date marked invalid prints as zeros
     if kind == 2 and len(data) >= 2:
         mday = data[0] & 0x1F
         mon = (data[1] & 0x0F) - 1
