@@ -844,8 +844,6 @@ def _raw_number(r: DataRecord) -> Decimal | str:
     """
     df = r.dif & 0x0F
     data = r.data
-    if df == 5:
-        return Decimal(struct.unpack("<f", data[:4])[0]) if len(data) >= 4 else Decimal(0)
     if df in (1, 2, 3, 4, 6, 7):
         return Decimal(int.from_bytes(data, "little", signed=True))
     digits = data[::-1].hex().upper()
@@ -869,12 +867,10 @@ def _raw_value(r: DataRecord) -> str:
         return _date_text(r, kind, zulu=False)
     if df == 0x0D:
         return _lvar_text(r, raw=True)
-    n = _raw_number(r)
-    if isinstance(n, str):
-        return n
     if df == 5:
-        return f"{float(n):f}"  # C printf("%f") of the float32
-    return str(n)
+        return _c_f(_real32(r.data))
+    n = _raw_number(r)
+    return n if isinstance(n, str) else str(n)
 
 
 def _lvar_text(r: DataRecord, *, raw: bool = False) -> str:
@@ -913,6 +909,8 @@ def _norm_value(r: DataRecord, factor: Decimal, unit: str) -> str | None:
         return _hex_dump(r.data)
     elif df == 0:
         return ""
+    elif df == 5:
+        return _libmbus_real(r, _real32(r.data), factor)
     else:
         n = _raw_number(r)
     if isinstance(n, str):
@@ -933,6 +931,33 @@ def _norm_value(r: DataRecord, factor: Decimal, unit: str) -> str | None:
         elif code == 0x7D:
             value = value.scaleb(3, _EXACT)
     return _six_places(value)
+
+
+def _real32(data: bytes) -> float:
+    return float(struct.unpack("<f", data[:4])[0]) if len(data) >= 4 else 0.0
+
+
+def _c_f(x: float) -> str:
+    """C printf("%f"): like Python's, except that a NaN keeps its sign ("-nan")."""
+    if math.isnan(x):
+        return "-nan" if math.copysign(1.0, x) < 0 else "nan"
+    return f"{x:f}"
+
+
+def _libmbus_real(r: DataRecord, x: float, factor: Decimal) -> str:
+    # A real32 holds about 7 significant digits, so a "%f" of it has noise digits whichever
+    # way it is scaled; libmbus's double arithmetic is reproduced to print the same noise.
+    x *= float(factor)
+    vif = r.vif or 0
+    if vif & 0x80 and vif not in (0xFB, 0xFD) and r.vife:
+        code = r.vife[0] & 0x7F
+        if 0x70 <= code <= 0x77:
+            x *= 10.0 ** ((code & 7) - 6)
+        elif 0x78 <= code <= 0x7B:
+            x += 10.0 ** ((code & 3) - 3)
+        elif code == 0x7D:
+            x *= 1000.0
+    return _c_f(x)
 
 
 # enough digits for any 64-bit integer or real32 times any M-Bus exponent, so nothing rounds
