@@ -523,3 +523,17 @@ def test_values_match_libmbus_built_from_source(tmp_path: Path) -> None:
                            for d in diffs), diffs
             compared += 1
     assert compared >= 600
+
+
+def test_encrypted_telegram_without_key_keeps_ciphertext_in_json() -> None:
+    # signature 0x0510: security mode 5, one encrypted block (EN 13757-7 table 19)
+    cipher = bytes(range(16))
+    payload = bytes.fromhex("78563412 2D2C 01 02 01 00 1005") + cipher
+    t = decode(LongFrame(0x08, 1, 0x72, payload).encode(), strict=False)
+    doc = to_dict(t)
+    assert doc["encrypted"] is True and doc["decrypted"] is False
+    assert doc["records"] == []
+    assert doc["payload"] == cipher.hex()
+    assert doc["header"]["signature"] == 0x0510
+    assert doc["diagnostics"] and "key" in doc["diagnostics"][0]["reason"]
+    ET.fromstring(to_xml(t).encode())

@@ -142,7 +142,11 @@ def to_dict(t: Telegram) -> dict[str, Any]:
         "ci": t.ci,
         "header": header,
         "error": error,
+        "alarm": t.alarm,
+        "encrypted": t.encrypted,
+        "decrypted": t.decrypted,
         "records": [_record_dict(i, r) for i, r in enumerate(t.records)],
+        "payload": t.payload.hex(),
         "diagnostics": [
             {"offset": d.offset, "reason": d.reason, "record": d.record} for d in t.diagnostics
         ],
