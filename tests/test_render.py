@@ -537,3 +537,13 @@ def test_encrypted_telegram_without_key_keeps_ciphertext_in_json() -> None:
     assert doc["header"]["signature"] == 0x0510
     assert doc["diagnostics"] and "key" in doc["diagnostics"][0]["reason"]
     ET.fromstring(to_xml(t).encode())
+
+
+def test_text_cells_are_not_markup() -> None:
+    rec = DataRecord(raw=b"\x04\xab\x3c\x01\x00\x00\x00", kind=RecordKind.DATA, dif=0x04,
+                     vif=0xAB, vife=(0x3C,), data=b"\x01\x00\x00\x00", quantity="power",
+                     unit="W", value=1, description="[bold]x[/bold]", qualifiers=("export",))
+    t = Telegram(0x08, 1, 0x72, LongHeader(1, "KAM", 1, 2), (rec,))
+    text = to_text(t)
+    assert "[export]" in text
+    assert "[bold]x[/bold]" in text

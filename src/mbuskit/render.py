@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import struct
 from collections.abc import Iterable
@@ -20,11 +21,10 @@ from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import TYPE_CHECKING, Any
 
 from .records import DataRecord, FunctionField, RecordKind
+from .telegram import FixedHeader, LongHeader, Telegram
 
 if TYPE_CHECKING:
     from rich.table import Table
-
-    from .telegram import Telegram
 
 SCHEMA = "mbuskit.telegram/1"
 
@@ -155,8 +155,6 @@ def to_dict(t: Telegram) -> dict[str, Any]:
 
 def to_json(t: Telegram, *, indent: int | None = 2) -> str:
     """``to_dict`` as a JSON document (UTF-8 text, keys in schema order)."""
-    import json
-
     return json.dumps(to_dict(t), indent=indent, ensure_ascii=False, allow_nan=False)
 
 
@@ -167,7 +165,7 @@ def to_json(t: Telegram, *, indent: int | None = 2) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _HeaderView:
-    kind: str  # "long" (CI 0x72 family) or "short"
+    kind: str  # "long" (CI 72h/76h), "short" (CI 7Ah) or "fixed" (CI 73h)
     id_text: str  # libmbus prints the 4 ID bytes as hex digits (BCD), leading zeros dropped
     id_bcd: bytes  # wire order
     manufacturer: str
@@ -189,8 +187,6 @@ class _HeaderView:
 
 
 def _header_view(t: Telegram) -> _HeaderView | None:
-    from .telegram import FixedHeader, LongHeader
-
     h = t.header
     if h is None:
         return None
@@ -247,9 +243,7 @@ _CSV_COLUMNS = (
 def to_csv(t: Telegram | Iterable[Telegram], *, header: bool = True) -> str:
     """One CSV row per record (RFC 4180: CRLF line ends, so that a CR or LF inside a plain-text
     unit gets quoted); several telegrams concatenate."""
-    from .telegram import Telegram as _Telegram
-
-    telegrams = [t] if isinstance(t, _Telegram) else list(t)
+    telegrams = [t] if isinstance(t, Telegram) else list(t)
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\r\n")
     if header:
@@ -283,6 +277,7 @@ def to_csv(t: Telegram | Iterable[Telegram], *, header: bool = True) -> str:
 def to_table(t: Telegram) -> Table:
     """A rich Table of the records, titled with the meter's identity."""
     from rich.table import Table
+    from rich.text import Text
 
     h = _header_view(t)
     if t.error_code is not None:
@@ -292,9 +287,13 @@ def to_table(t: Telegram) -> Table:
             f"{h.secondary_address}  id {h.id_text} {h.manufacturer} v{h.version} "
             f"{_medium_name(h.medium)}  access {h.access_number} status {h.status:02X}"
         )
+    elif h is not None and h.kind == "fixed":
+        title = f"id {h.id_text} {_FIXED_MEDIA_XML[h.medium or 0]}  access {h.access_number}"
     else:
         title = f"CI {t.ci:02X}"
-    table = Table(title=title)
+    # Text cells, never markup strings: a plain-text unit or a qualifier list in brackets
+    # would otherwise be read as rich markup.
+    table = Table(title=Text(title))
     for name, justify in (
         ("#", "right"),
         ("function", "left"),
@@ -313,17 +312,9 @@ def to_table(t: Telegram) -> Table:
             text += " (invalid)"
         if r.qualifiers:
             text += " [" + ", ".join(r.qualifiers) + "]"
-        table.add_row(
-            str(i),
-            _FUNCTION_NAMES[r.function],
-            str(r.storage),
-            str(r.tariff),
-            str(r.subunit),
-            r.quantity or r.kind.value,
-            text,
-            r.unit,
-            r.description,
-        )
+        cells = (str(i), _FUNCTION_NAMES[r.function], str(r.storage), str(r.tariff),
+                 str(r.subunit), r.quantity or r.kind.value, text, r.unit, r.description)
+        table.add_row(*(Text(c) for c in cells))
     return table
 
 
@@ -878,7 +869,7 @@ def _raw_value(r: DataRecord) -> str:
 
 
 def _lvar_text(r: DataRecord, *, raw: bool = False) -> str:
-    lvar = getattr(r, "lvar", None)
+    lvar = r.lvar
     if raw and lvar is not None and 0xC0 <= lvar <= 0xD9:
         # BCD LVAR (EN 13757-3 table 5): the raw XML shows the unscaled number
         digits = r.data[::-1].hex().upper()
@@ -1085,9 +1076,7 @@ def to_xml(t: Telegram | Iterable[Telegram], *, normalized: bool = False) -> str
     our decoding is right and libmbus is wrong the values differ; docs/json-schema.md lists
     those differences (tests/data/libmbus_xml_differences.json is the machine-readable list).
     """
-    from .telegram import Telegram as _Telegram
-
-    telegrams = [t] if isinstance(t, _Telegram) else list(t)
+    telegrams = [t] if isinstance(t, Telegram) else list(t)
     if not telegrams:
         raise ValueError("to_xml needs at least one telegram")
     first = telegrams[0]
@@ -1145,8 +1134,6 @@ def _fixed_unit(code: int) -> str:
 
 def _fixed_xml(t: Telegram) -> str | None:
     """libmbus's XML of a CI 73h fixed data structure (same with and without ``-n``)."""
-    from .telegram import FixedHeader
-
     h = t.header
     if not isinstance(h, FixedHeader):
         return None
