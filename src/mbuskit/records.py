@@ -547,11 +547,17 @@ def decode_records(
                         elif exponent:
                             value = _D(value).scaleb(exponent)
                 elif vt == _VT_BCD:
-                    value = _bcd(data)
+                    digits = data[::-1].hex()
+                    # Fast path of _bcd(): all digits decimal (the common case).
+                    value = int(digits) if digits.isdigit() else _bcd(data)
                     if value is None:
                         valid = False
-                    elif add is not None or exponent:
+                    elif add is not None:
                         value = _scale(value, exponent, add)
+                    elif exponent > 0:
+                        value *= _POW10[exponent]
+                    elif exponent:
+                        value = _D(value).scaleb(exponent)
                 elif vt == _VT_REAL:
                     value = _scale(_unpack_f(data)[0], exponent, add)
                 elif vt == _VT_LVAR:
