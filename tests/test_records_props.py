@@ -36,7 +36,20 @@ SAMPLE = bytes.fromhex(
 )
 
 
+def _check_fields(rec: DataRecord) -> None:
+    # The decoded parts are the wire bytes: DIF, DIFEs, VIF, (text), VIFEs, (LVAR), data.
+    assert rec.raw[0] == rec.dif and rec.raw.endswith(rec.data)
+    if rec.kind in (RecordKind.DATA, RecordKind.SELECTION):
+        assert rec.raw[1:1 + len(rec.dife)] == bytes(rec.dife)
+        assert rec.raw[1 + len(rec.dife)] == rec.vif
+        tail = bytes(rec.vife) + (bytes((rec.lvar,)) if rec.lvar is not None else b"") + rec.data
+        assert rec.raw.endswith(tail)
+        assert (rec.dif & 0x0F == 0x0D) == (rec.lvar is not None)
+
+
 def _check_partial(buf: bytes, records: list[DataRecord], diags: list[Diagnostic]) -> None:
+    for rec in records:
+        _check_fields(rec)
     joined = encode_records(records)
     if diags:
         assert len(diags) == 1
