@@ -351,7 +351,7 @@ _DURATION_NN = ("second(s)", "minute(s)", "hour(s)", "day(s)")
 _DURATION_PP = ("hour(s)", "day(s)", "month(s)", "year(s)")
 
 
-def _primary_unit(vif: int) -> str:
+def _build_primary_unit(vif: int) -> str:
     """libmbus description of a primary VIF (EN 13757-3 table 10); the E bit is ignored."""
     v = vif & 0x7F
     n = v & 0x07
@@ -406,7 +406,7 @@ def _primary_unit(vif: int) -> str:
     return f"Unknown (VIF=0x{vif:02X})"
 
 
-def _fb_unit(vife: int) -> str:
+def _build_fb_unit(vife: int) -> str:
     """libmbus description of a 0xFB extension code (EN 13757-3 table 12)."""
     m = vife & 0x7F
     n = m & 0x01
@@ -456,7 +456,7 @@ _FD_NAMES = {
 }
 
 
-def _fd_unit(vife: int) -> str:
+def _build_fd_unit(vife: int) -> str:
     """libmbus description of a 0xFD extension code (EN 13757-3 table 14)."""
     m = vife & 0x7F
     if m in _FD_NAMES:
@@ -484,6 +484,27 @@ def _fd_unit(vife: int) -> str:
     return "Reserved VIF extension"  # E111 nnnn after 0x70
 
 
+# The description tables, built once (the builders above are the readable definition).
+_PRIMARY_UNITS = tuple(_build_primary_unit(v) for v in range(0x80))
+_FB_UNITS = tuple(_build_fb_unit(v) for v in range(0x80))
+_FD_UNITS = tuple(_build_fd_unit(v) for v in range(0x80))
+
+
+def _primary_unit(vif: int) -> str:
+    text = _PRIMARY_UNITS[vif & 0x7F]
+    # libmbus prints the whole VIF byte, E bit included, when it has no name for it
+    return f"Unknown (VIF=0x{vif:02X})" if text.startswith("Unknown") else text
+
+
+def _fb_unit(vife: int) -> str:
+    text = _FB_UNITS[vife & 0x7F]
+    return f"Reserved (0x{vife:02x})" if text.startswith("Reserved (") else text
+
+
+def _fd_unit(vife: int) -> str:
+    return _FD_UNITS[vife & 0x7F]
+
+
 def _libmbus_unit(r: DataRecord) -> str:
     vif = r.vif if r.vif is not None else 0
     if vif in (0xFB, 0xFD):
@@ -505,7 +526,7 @@ _YEAR_S = Decimal(31556926)
 _TIME_FACTORS = (Decimal(1), Decimal(60), Decimal(3600), Decimal(86400))
 
 
-def _norm_entry(code: int) -> tuple[Decimal, str, str] | None:
+def _build_norm_entry(code: int) -> tuple[Decimal, str, str] | None:
     ten = Decimal(10)
     if code < 0x100:
         v = code
@@ -619,6 +640,13 @@ def _norm_fb(m: int) -> tuple[Decimal, str, str]:
         e = -3 if m == 0x79 else (m & 7) - 3
         return ten**e, "W", "Cumul count max power"
     return Decimal(1), "Reserved", "Reserved"
+
+
+_NORM_TABLE = tuple(_build_norm_entry(code) for code in range(0x280))
+
+
+def _norm_entry(code: int) -> tuple[Decimal, str, str] | None:
+    return _NORM_TABLE[code]
 
 
 _MEDIUM_XML = {
@@ -742,26 +770,15 @@ def _product_name(h: _HeaderView) -> str:
     return _PRODUCTS.get((man, ver), "")
 
 
+_XML_ESCAPES = {**dict.fromkeys(range(0x20), " "), 0x7F: " ", ord("&"): "&amp;",
+                ord("<"): "&lt;", ord(">"): "&gt;", ord('"'): "&quot;"}
+
+
 def _xml_text(s: str) -> str:
     """libmbus mbus_str_xml_encode: control characters become spaces, & < > " are escaped."""
-    out = []
-    for ch in s:
-        if ch == "\0":
-            break  # C string end
-        o = ord(ch)
-        if o < 0x20 or o == 0x7F:
-            out.append(" ")
-        elif ch == "&":
-            out.append("&amp;")
-        elif ch == "<":
-            out.append("&lt;")
-        elif ch == ">":
-            out.append("&gt;")
-        elif ch == '"':
-            out.append("&quot;")
-        else:
-            out.append(ch)
-    return "".join(out)
+    if "\0" in s:
+        s = s[: s.index("\0")]  # a C string ends at NUL
+    return s.translate(_XML_ESCAPES)
 
 
 def _hex_dump(b: bytes) -> str:
