@@ -544,3 +544,11 @@ def test_em24_full_record_list() -> None:
         ("frequency", ()), ("error_flags", ())]
     assert recs[0].value == 100 and recs[9].value == Decimal("232.7")
     assert recs[10].value == Decimal("126.0") and recs[12].value == Decimal("50.0")
+
+
+def test_header_is_the_dib_and_vib() -> None:
+    assert one("04 FB 82 75 3F 00 00 00").header == h("04 FB 82 75")
+    assert one("0D FD 0B 06 35 33 32 44 56 52").header == h("0D FD 0B")
+    assert one("08 83 3C").header == h("08 83 3C")
+    assert one("0F 01 02").header == h("0F")
+    assert one("2F").header == h("2F")

@@ -177,3 +177,26 @@ def test_find_vif_inverts_lookup() -> None:
         if entry is not None and entry.quantity not in ("unknown",):
             found = vif.find_vif(entry.quantity, entry.unit, entry.exponent)
             assert found is not None and lookup_vif(found[0], tuple(found[1:])) == entry, code
+
+
+@pytest.mark.parametrize(("prefix", "table"), [(b"", PRIMARY), (b"\xfd", EXT_FD),
+                                               (b"\xfb", EXT_FB)])
+def test_every_numeric_entry_decodes_as_its_table_says(prefix: bytes,
+                                                       table: tuple[VifEntry | None, ...]) -> None:
+    from decimal import Decimal
+
+    from mbuskit.records import build_record, decode_records
+
+    checked = 0
+    for code, entry in enumerate(table):
+        if entry is None or entry.kind != 0 or (not prefix and code in (0x7C, 0x7E, 0x7F)):
+            continue
+        vib = prefix + bytes((code,))
+        # One unit of the VIF's scale: raw integer 7 -> 7 * 10^exponent in entry.unit.
+        value = Decimal(7).scaleb(entry.exponent)
+        rec = build_record(vif=vib, value=value, data_field=4)
+        assert rec.data == b"\x07\x00\x00\x00"
+        (back,) = decode_records(rec.raw)
+        assert (back.quantity, back.unit, back.value) == (entry.quantity, entry.unit, value)
+        checked += 1
+    assert checked > 20

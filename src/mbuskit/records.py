@@ -119,6 +119,16 @@ class DataRecord:
     valid: bool = True  # False for a date marked invalid (IV bit) or a record error VIFE
     lvar: int | None = None  # the LVAR byte of a variable-length record (data field 0xD)
 
+    @property
+    def header(self) -> bytes:
+        """The DIB and VIB as sent, i.e. ``raw`` without LVAR and value bytes.
+
+        It names the register independently of its value ("04 FB 82 75" is reactive energy
+        import in 0.1 kvarh), the key wmbusmeters calls "difvif".
+        """
+        cut = len(self.data) + (1 if self.lvar is not None else 0)
+        return self.raw[: len(self.raw) - cut] if cut else self.raw
+
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
