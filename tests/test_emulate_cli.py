@@ -266,7 +266,9 @@ async def test_a_taken_port_releases_what_was_started() -> None:
 
 
 @pytest.mark.skipif(not HAVE_KAMSTRUP, reason="mbuskit.devices.kamstrup not written yet")
-def test_mbus_emulate_runs_until_sigterm_and_saves_state(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_mbus_emulate_runs_until_stopped_and_saves_state(tmp_path: Path,
+                                                        stop: signal.Signals) -> None:
     ready = tmp_path / "ready"
     proc = subprocess.Popen(
         [sys.executable, "-m", "mbuskit.cli", "emulate", "--tcp", "127.0.0.1:0", "--meters",
@@ -282,7 +284,7 @@ def test_mbus_emulate_runs_until_sigterm_and_saves_state(tmp_path: Path) -> None
         data = asyncio.run(_read_once(where, 3))
         assert data.startswith(b"\x68") and data[5] == 3
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop)
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     expected = seeded_config(meters=3, seed=11, port=1)
@@ -391,3 +393,22 @@ async def test_kamstrup_meters_come_back_from_the_state_dir(tmp_path: Path) -> N
             assert slave.primary_address == spec.address
     finally:
         await again.stop()
+
+
+async def test_state_is_saved_every_interval(tmp_path: Path) -> None:
+    config = seeded_config(meters=2, seed=5, port=0, state_dir=tmp_path, save_interval=0.1)
+    emu = Emulator(config, factory=_fake_factory([]))
+    await emu.start()
+    try:
+        await _read_once(emu.served[0].where, 1)
+        for _ in range(50):
+            if emu.saves >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert emu.saves >= 2
+        from mbuskit.persist import load_state
+
+        saved = load_state(tmp_path / "meters.json")
+        assert sorted(v["slave"]["reads"] for v in saved["meters"].values()) == [0, 1]
+    finally:
+        await emu.stop()
