@@ -122,6 +122,7 @@ def test_config_file_is_read(tmp_path: Path) -> None:
         (("port = 10001", "port = 70000"), 6, "not a TCP port"),
         (('serial = "pty"', "port = 10001"), 22, "served twice"),
         (("baud = 9600", "baud = 1234"), 23, "not an M-Bus rate"),
+        (("baud = 9600", "baud = 4800"), 23, "300, 2400, 9600 baud"),
         (("speed = 60", "speed = -1"), 2, "speed"),
         (("save_interval = 5", "colour = 5"), 3, "unknown key"),
         (("address = 1\n", "adress = 1\n"), 8, "lacks address"),

@@ -10,8 +10,14 @@ from typing import Any
 
 import click
 
-from . import timing
-from .emulator import Emulator, EmulatorConfig, EmulatorConfigError, load_config, seeded_config
+from .emulator import (
+    MODULE_BAUDS,
+    Emulator,
+    EmulatorConfig,
+    EmulatorConfigError,
+    load_config,
+    seeded_config,
+)
 from .errors import MBusError
 
 
@@ -94,7 +100,7 @@ async def _run(config: EmulatorConfig, *, ready_file: Path | None) -> None:
               help="Number of TCP gateways on consecutive ports, --meters each.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
               help="TOML file describing gateways and meters.")
-@click.option("--baud", type=click.Choice([str(b) for b in timing.BAUD_RATES]),
+@click.option("--baud", type=click.Choice([str(b) for b in MODULE_BAUDS]),
               help="Bus baud rate (default 2400).")
 @click.option("--realtime", is_flag=True, help="Answer at wire speed (bytes at the baud rate "
               "and the slave's answer delay) instead of as fast as possible.")

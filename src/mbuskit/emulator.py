@@ -36,7 +36,7 @@ import re
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,8 @@ from .transport.server import Gateway, SerialServer, serve_serial, serve_tcp
 log = logging.getLogger("mbuskit.emulator")
 
 ADDRESS_MAX = 250  # EN 13757-2 primary addresses; 0 is the module's factory default
+# The rates the Kamstrup module offers (data sheet 5810953: 300, 2400 and 9600 baud)
+MODULE_BAUDS: tuple[int, ...] = (300, 2400, 9600)
 MAX_METERS_PER_GATEWAY = 250
 _NUMBER_LOW = 10_000_000  # meter/serial numbers drawn with 8 significant digits
 
@@ -184,11 +186,20 @@ def seeded_meters(count: int, seed: int, *, first_address: int = 1,
     return meters
 
 
+def check_module_baud(baud: int) -> int:
+    timing.check_baud(baud)
+    if baud not in MODULE_BAUDS:
+        raise EmulatorConfigError(
+            f"the Kamstrup M-Bus module runs at {', '.join(map(str, MODULE_BAUDS))} baud, "
+            f"not {baud}")
+    return baud
+
+
 def seeded_config(*, meters: int, seed: int, port: int | None = None, gateways: int = 1,
                   serial: str | None = None, baud: int = 2400, **options: Any) -> EmulatorConfig:
     """``gateways`` TCP buses on ports ``port``, ``port`` + 1, ... each with ``meters`` meters
     (or one bus on ``serial``), all numbers distinct across the process."""
-    timing.check_baud(baud)
+    check_module_baud(baud)
     if meters > MAX_METERS_PER_GATEWAY:
         raise EmulatorConfigError(
             f"{meters} meters per bus: primary addresses allow at most {MAX_METERS_PER_GATEWAY}")
@@ -314,7 +325,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>",
                    None, None, key)
     default_baud = _int(head.get("baud", 2400), lambda m: fail(m, None, None, "baud"), "baud")
     try:
-        timing.check_baud(default_baud)
+        check_module_baud(default_baud)
     except MBusError as exc:
         raise fail(str(exc), None, None, "baud") from exc
     raw_gateways = data.get("gateways")
@@ -372,7 +383,7 @@ def _gateway(raw: Any, g: int, default_baud: int, fail: Fail) -> GatewaySpec:
         raise fail("serial must be a device path or \"pty\"", g, None, "serial")
     baud = _int(raw.get("baud", default_baud), lambda m: fail(m, g, None, "baud"), "baud")
     try:
-        timing.check_baud(baud)
+        check_module_baud(baud)
     except MBusError as exc:
         raise fail(str(exc), g, None, "baud") from exc
     raw_meters = raw.get("meters")
@@ -469,24 +480,6 @@ class Clock:
         return self._start + (self._wall() - self._wall0) * self.speed
 
 
-def with_start(config: EmulatorConfig, start: float | None) -> EmulatorConfig:
-    return replace(config, start=start)
-
-
-__all__ = [
-    "Clock",
-    "EmulatorConfig",
-    "EmulatorConfigError",
-    "GatewaySpec",
-    "MeterSpec",
-    "check_distinct",
-    "load_config",
-    "meter_config",
-    "parse_config",
-    "seeded_config",
-    "seeded_meters",
-    "with_start",
-]
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -684,3 +677,25 @@ class Emulator:
                              f"{meter.meter_number:08d}  serial {meter.serial_number:08d}  "
                              f"{meter.variant}{'  encrypted' if meter.key else ''}")
         return lines
+
+
+__all__ = [
+    "MODULE_BAUDS",
+    "STATE_FILE",
+    "Clock",
+    "Emulator",
+    "EmulatorConfig",
+    "EmulatorConfigError",
+    "GatewaySpec",
+    "MeterSpec",
+    "Served",
+    "check_distinct",
+    "check_module_baud",
+    "kamstrup_slave",
+    "load_config",
+    "meter_config",
+    "parse_config",
+    "seeded_config",
+    "seeded_meters",
+    "slave_state",
+]
