@@ -41,7 +41,7 @@ async def env(tmp_path: Path) -> AsyncIterator[tuple[Scheduler, FakeReader]]:
     cfg = parse_config(CONFIG)
     reader = FakeReader({"kam1": 11111111, "kam2": 14839120})
     s = Scheduler(cfg, {"b": reader}, SqliteStorage(tmp_path / "r.db"), clock=lambda: 1000.0)
-    await s.start(buses=[])  # no bus loop: the test drives the reads
+    await s.start(loops=False)  # no bus loop: the test drives the reads
     for name in ("kam1", "kam2", "dead"):
         await s.read_now(name)
     await s.drain()
@@ -155,3 +155,7 @@ async def test_meters_of_a_bus_polled_by_another_worker(env: tuple[Scheduler, Fa
     assert meters["kam1"]["health"]["state"] == "elsewhere"
     assert meters["kam1"]["health"]["polled_here"] is False
     assert meters["kam1"]["latest"]["energy"]["value"] > 0
+    # and this worker puts no frame on that bus: its frames would collide with the owner's
+    async with _client(s) as c:
+        r = await c.post("/api/meters/kam1/read", headers={"authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 409 and "another head-end worker" in r.json()["error"]

@@ -106,7 +106,7 @@ async def test_scheduler_over_master_marks_missing_meter(tmp_path: Path) -> None
     _bus, reader, _specs, text = _setup()
     cfg = parse_config(text)
     s = Scheduler(cfg, {"b": reader}, SqliteStorage(tmp_path / "r.db"))
-    await s.start(buses=[])
+    await s.start(loops=False)
     for m in cfg.meters:
         await s.read_now(m.name)
     await s.drain()

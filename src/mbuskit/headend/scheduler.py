@@ -102,13 +102,16 @@ class Scheduler:
         self._queued = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._bus_tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopping_buses: set[str] = set()
         self.stored = 0  # readings committed by this process
         self.storage_errors = 0
         self.storage_ok = True
         self._stopping = False
 
     # ---- lifecycle ----
-    async def start(self, *, buses: Sequence[str] | None = None) -> None:
+    async def start(self, *, buses: Sequence[str] | None = None, loops: bool = True) -> None:
+        """Open storage and poll ``buses`` (default: all; PostgreSQL leases pass the ones
+        held). ``loops=False`` polls nothing on its own: reads are triggered (tests)."""
         await asyncio.to_thread(self.storage.init)
         for m in self.config.meters:
             address = str(m.primary) if m.primary is not None else \
@@ -122,8 +125,12 @@ class Scheduler:
         for m in self.config.meters:
             self.health[m.name].next_due = self._first_due(m, now)
         self._tasks.append(asyncio.create_task(self._writer(), name="headend-writer"))
-        for name in buses if buses is not None else list(self.buses):
-            self.start_bus(name)
+        mine = set(buses if buses is not None else self.buses)
+        for name, stats in self.buses.items():
+            stats.owned = name in mine
+            stats.started = self.monotonic()
+            if stats.owned and loops:
+                self.start_bus(name)
 
     def start_bus(self, name: str) -> None:
         if name in self._bus_tasks and not self._bus_tasks[name].done():
@@ -136,11 +143,16 @@ class Scheduler:
 
     async def stop_bus(self, name: str) -> None:
         task = self._bus_tasks.pop(name, None)
-        self.buses[name].owned = False
+        # the flag as well as the cancel: Python 3.11's wait_for can swallow a cancellation
+        # that arrives as the read completes, and the loop must still end
+        self._stopping_buses.add(name)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # only once our last transaction on it is over
+        self.buses[name].owned = False
+        self._stopping_buses.discard(name)
 
     async def stop(self, *, flush_timeout: float = 5.0) -> None:
         self._stopping = True
@@ -181,7 +193,7 @@ class Scheduler:
         if not meters:
             return
         wake = self._wake[name]
-        while True:
+        while name not in self._stopping_buses:
             now = self.clock()
             meter = min(meters, key=lambda m: self.health[m.name].next_due)
             wait = self.health[meter.name].next_due - now
@@ -190,6 +202,8 @@ class Scheduler:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=wait)
                 continue
+            if name in self._stopping_buses or not self.buses[name].owned:
+                return
             await self.poll(meter, scheduled=True)
 
     def wake(self, bus: str) -> None:
@@ -197,6 +211,9 @@ class Scheduler:
 
     async def poll(self, meter: MeterConfig, *, scheduled: bool = False) -> Poll | None:
         """Read one meter now (holding its bus) and queue the result for storage."""
+        if not self.buses[meter.bus].owned:
+            # another worker holds the bus lease: our frames would collide with its
+            raise CommandError(f"bus {meter.bus!r} is polled by another head-end worker")
         reader = self.readers[meter.bus]
         health = self.health[meter.name]
         stats = self.buses[meter.bus]
@@ -264,6 +281,8 @@ class Scheduler:
             raise CommandError(f"no meter named {name!r}")
         if command == "breaker" and not meter.breaker:
             raise CommandError(f"breaker control is not enabled for meter {name!r}")
+        if not self.buses[meter.bus].owned:
+            raise CommandError(f"bus {meter.bus!r} is polled by another head-end worker")
         async with self._locks[meter.bus]:
             return await self.readers[meter.bus].command(meter, command, args)
 
