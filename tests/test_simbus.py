@@ -364,3 +364,14 @@ async def test_a_frame_to_another_slave_still_confirms_a_baud_switch() -> None:
     await bus3.send(req_ud2(3))
     assert await bus3.receive(0.3)  # at 2400 again
     assert three.baud == 2400
+
+
+async def test_simbus_is_a_transport() -> None:
+    from mbuskit.transport.base import Transport
+
+    port: Transport = SimBus([FakeSlave(1, 12345678)], baud=9600)  # checked by mypy --strict
+    await port.open()
+    assert port.baud == 9600
+    await port.send(req_ud2(1))
+    assert await port.receive(0.2) == b""  # the slave listens at 2400
+    await port.close()
