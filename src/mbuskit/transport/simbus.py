@@ -312,8 +312,9 @@ class SimBus:
             if not reply:
                 continue
             start = max(sent_end, self._pending[-1].end if self._pending else sent_end) + delay
-            self._pending.append(
-                _Pending(start, start + timing.frame_time(len(reply), baud), reply))
+            # a byte lost to noise still took its time on the wire
+            end = start + timing.frame_time(len(exchange.reply), baud)
+            self._pending.append(_Pending(start, end, reply))
         self._advance(sent_end)
 
     async def receive(self, timeout: float) -> bytes:
