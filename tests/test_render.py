@@ -547,3 +547,16 @@ def test_text_cells_are_not_markup() -> None:
     text = to_text(t)
     assert "[export]" in text
     assert "[bold]x[/bold]" in text
+
+
+def test_received_time_gives_libmbus_request_tool_timestamps() -> None:
+    from datetime import timedelta, timezone
+
+    t = kamstrup()
+    cet = timezone(timedelta(hours=1))
+    xml = to_xml(t, received=datetime(2026, 11, 25, 15, 30, 5, tzinfo=cet))
+    n = sum(1 for r in t.records if r.kind is not RecordKind.FILLER)
+    assert xml.count("<Timestamp>2026-11-25T14:30:05Z</Timestamp>") == n
+    assert "</Value>\n        <Timestamp>" in xml
+    assert "<Timestamp>" not in to_xml(t, normalized=True, received=datetime(2026, 1, 1))
+    assert "<Timestamp>" not in to_xml(t)

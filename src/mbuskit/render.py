@@ -15,7 +15,7 @@ import math
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from datetime import time as time_of_day
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import TYPE_CHECKING, Any
@@ -1002,7 +1002,8 @@ _FUNCTION_XML = ("Instantaneous value", "Maximum value", "Minimum value",
                  "Value during error state")
 
 
-def _record_xml(r: DataRecord, index: int, frame: int | None, *, normalized: bool) -> str:
+def _record_xml(r: DataRecord, index: int, frame: int | None, *, normalized: bool,
+                stamp: str = "") -> str:
     attrs = f' id="{index}"' + ("" if frame is None else f' frame="{frame}"')
     lines = [f"    <DataRecord{attrs}>\n"]
     manufacturer = r.kind is RecordKind.MANUFACTURER
@@ -1035,6 +1036,8 @@ def _record_xml(r: DataRecord, index: int, frame: int | None, *, normalized: boo
                 lines.append(f"        <Device>{td[1]}</Device>\n")
             lines.append(f"        <Unit>{_xml_text(_libmbus_unit(r))}</Unit>\n")
         lines.append(f"        <Value>{_xml_text(_raw_value(r))}</Value>\n")
+        if stamp:
+            lines.append(f"        <Timestamp>{stamp}</Timestamp>\n")
     lines.append("    </DataRecord>\n\n")
     return "".join(lines)
 
@@ -1085,13 +1088,16 @@ def _header_xml(h: _HeaderView) -> str:
     )
 
 
-def to_xml(t: Telegram | Iterable[Telegram], *, normalized: bool = False) -> str:
+def to_xml(t: Telegram | Iterable[Telegram], *, normalized: bool = False,
+           received: datetime | None = None) -> str:
     """libmbus ``mbus_parse_hex`` XML (``normalized=True``: its ``-n`` output).
 
     Several telegrams (a multi-telegram readout) give one document with ``frame="k"`` on each
-    record and record ids counted across frames, as libmbus's ``mbus_frame_xml`` does. Where
-    our decoding is right and libmbus is wrong the values differ; docs/json-schema.md lists
-    those differences (tests/data/libmbus_xml_differences.json is the machine-readable list).
+    record and record ids counted across frames, as libmbus's ``mbus_frame_xml`` does.
+    ``received`` (the caller's clock: this module reads none) adds the ``<Timestamp>`` that
+    libmbus's request tools print on every record of the raw XML; naive means UTC. Where our
+    decoding is right and libmbus is wrong the values differ: docs/json-schema.md lists the
+    differences, its fenced json block being the machine-readable list the tests check.
     """
     telegrams = [t] if isinstance(t, Telegram) else list(t)
     if not telegrams:
@@ -1113,13 +1119,18 @@ def to_xml(t: Telegram | Iterable[Telegram], *, normalized: bool = False) -> str
     h = _header_view(first)
     if h is not None:
         parts.append(_header_xml(h))
+    stamp = ""
+    if received is not None and not normalized:
+        if received.tzinfo is not None:
+            received = received.astimezone(UTC)
+        stamp = received.strftime("%Y-%m-%dT%H:%M:%SZ")
     index = 0
     for k, tg in enumerate(telegrams):
         frame = k if len(telegrams) > 1 else None
         for r in tg.records:
             if r.kind is RecordKind.FILLER:
                 continue  # libmbus skips idle fillers (DIF 0x2F) without counting them
-            parts.append(_record_xml(r, index, frame, normalized=normalized))
+            parts.append(_record_xml(r, index, frame, normalized=normalized, stamp=stamp))
             index += 1
     parts.append(_XML_TAIL)
     return "".join(parts)
