@@ -3,8 +3,8 @@
 A :class:`Gateway` is one bus segment (a :class:`~mbuskit.transport.simbus.Segment`) at a fixed
 baud rate with a clock. A master reaches it over TCP (:func:`serve_tcp`, each connection is
 the master port of that bus) or over a serial line (:func:`serve_serial`, a real port or a
-pseudo-terminal created here whose path is printed, so that serial tools such as libmbus's
-``mbus-serial-*`` can open it).
+pseudo-terminal created here whose path is printed, for serial masters; see
+:class:`SerialServer` for the one kind of master a pty cannot serve).
 
 Bytes in go through a :class:`~mbuskit.link.FrameReader` per connection (a bad frame is
 silence, as on a real bus), whole frames go to the slaves, the combined answer goes back. In
