@@ -560,3 +560,12 @@ def test_received_time_gives_libmbus_request_tool_timestamps() -> None:
     assert "</Value>\n        <Timestamp>" in xml
     assert "<Timestamp>" not in to_xml(t, normalized=True, received=datetime(2026, 1, 1))
     assert "<Timestamp>" not in to_xml(t)
+
+
+def test_global_readout_record_has_no_unit_in_xml() -> None:
+    t = _one_record_telegram("04 13 2A 89 00 00 7F")  # a volume, then DIF 7Fh
+    assert [r.kind for r in t.records] == [RecordKind.DATA, RecordKind.GLOBAL_READOUT]
+    for normalized in (False, True):
+        last = ET.fromstring(to_xml(t, normalized=normalized).encode()).findall("DataRecord")[-1]
+        assert last.findtext("Unit") == ""
+        assert last.findtext("Value") == ""

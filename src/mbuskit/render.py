@@ -506,7 +506,9 @@ def _fd_unit(vife: int) -> str:
 
 
 def _libmbus_unit(r: DataRecord) -> str:
-    vif = r.vif if r.vif is not None else 0
+    if r.vif is None:
+        return ""  # no VIB: global readout (DIF 7Fh), which libmbus does not know
+    vif = r.vif
     if vif in (0xFB, 0xFD):
         if not r.vife:
             return "Missing VIF extension"
@@ -1043,7 +1045,9 @@ def _record_xml(r: DataRecord, index: int, frame: int | None, *, normalized: boo
 
 
 def _norm_fields(r: DataRecord) -> tuple[str, str, str | None]:
-    vif = r.vif if r.vif is not None else 0
+    if r.vif is None:
+        return "", "", ""
+    vif = r.vif
     if vif in (0x7C, 0xFC):
         value = _norm_value(r, Decimal(1), "-")
         return "-", r.plain_unit or "", value
