@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mbuskit import timing
 from mbuskit.errors import LocalError, MBusError, TransportError
@@ -375,3 +378,37 @@ async def test_simbus_is_a_transport() -> None:
     await port.send(req_ud2(1))
     assert await port.receive(0.2) == b""  # the slave listens at 2400
     await port.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(chunks=st.lists(st.binary(max_size=40), max_size=8))
+def test_any_bytes_from_the_master_never_raise(chunks: list[bytes]) -> None:
+    from mbuskit.slave import Slave
+
+    fake = FakeSlave(3, 55555555)
+    slaves: list[Any] = [Slave(_Device(12345678), primary_address=1),
+                         Slave(_Device(12349999), primary_address=2), fake]
+
+    async def run() -> None:
+        bus = SimBus(slaves, noise=Noise.one_in(500), seed=len(chunks))
+        for chunk in chunks:
+            await bus.send(chunk)
+            await bus.receive(0.05)
+        # after any garbage and a pause, a clean frame is answered
+        bus.noise = Noise()
+        bus.idle(1.0)
+        await bus.send(req_ud2(3))
+        assert await bus.receive(0.3) == fake.telegram()
+
+    asyncio.run(run())
+
+
+async def test_a_pause_inside_a_frame_breaks_it() -> None:
+    slave = FakeSlave(1, 12345678)
+    bus = SimBus([slave])
+    frame = req_ud2(1)
+    await bus.send(b"\x68\x20\x20\x68")  # the start of a long frame that never comes
+    assert await bus.receive(0.2) == b""
+    await bus.send(frame)  # after the idle time the slave listens afresh
+    assert await bus.receive(0.3) == slave.telegram()
+    assert any("idle" in s.reason for s in bus.segment.skipped)

@@ -122,6 +122,18 @@ class Segment:
             if due is not None and due <= now:
                 slave.handle_timer(now)
 
+    def interrupt(self, reason: str) -> None:
+        """The line went idle in the middle of a frame: every receiver drops what it held.
+
+        EN 13757-2 uses the FT 1.2 format class of EN 60870-5-1, which admits no line idle
+        between the characters of a frame; a slave's UART treats the gap as the end of a
+        broken frame.
+        """
+        for baud, reader in self._readers.items():
+            if reader.pending:
+                reader.flush()
+                self._note(Skipped(b"", f"partial frame at {baud} baud dropped: {reason}"))
+
     def transmit(self, data: bytes, baud: int, now: float) -> list[Exchange]:
         """The master puts ``data`` on the bus at ``baud``; returns one Exchange per whole frame.
 
@@ -257,6 +269,7 @@ class SimBus:
         self.bus_seconds_by_baud: dict[int, float] = {}
         self._pending: list[_Pending] = []
         self._closed = False
+        self._sent_end: float | None = None  # when the master's last byte ended
         self.frames_sent = 0
         self.collisions = 0  # exchanges where more than one slave answered
 
@@ -299,8 +312,11 @@ class SimBus:
         # The master cannot talk over an answer still on the wire; it starts when the bus is idle.
         busy_until = max((p.end for p in self._pending), default=self.now)
         self._advance(busy_until)
+        if self._sent_end is not None and self.now > self._sent_end:
+            self.segment.interrupt("the line was idle")
         wire = self.noise.apply(bytes(data), self._rng)
         sent_end = self.now + timing.frame_time(len(data), baud)
+        self._sent_end = sent_end
         delay = timing.answer_delay(baud, self.answer_bits)
         for exchange in self.segment.transmit(wire, baud, sent_end):
             self.frames_sent += 1
