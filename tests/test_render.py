@@ -569,3 +569,12 @@ def test_global_readout_record_has_no_unit_in_xml() -> None:
         last = ET.fromstring(to_xml(t, normalized=normalized).encode()).findall("DataRecord")[-1]
         assert last.findtext("Unit") == ""
         assert last.findtext("Value") == ""
+
+
+def test_selection_telegram_in_json() -> None:
+    # SND_UD to 253 with CI 52h: select ID 1483xxxx (wildcards), KAM, version 1, electricity
+    frame = LongFrame(0x73, 0xFD, 0x52, bytes.fromhex("FFFF8314 2D2C 01 02")).encode()
+    doc = to_dict(decode(frame))
+    assert doc["selection"] == {"id_mask": "1483FFFF", "manufacturer": "2D2C", "version": 1,
+                                "medium": 2, "fabrication": None}
+    assert doc["header"] is None and doc["records"] == []
