@@ -200,3 +200,23 @@ async def test_pty_serves_the_bus_and_honours_the_line_rate() -> None:
 async def test_missing_serial_device_is_a_transport_error() -> None:
     with pytest.raises(TransportError, match="cannot open"):
         await serve_serial([], "/dev/does-not-exist-mbus")
+
+
+async def test_a_long_pause_ends_a_partial_frame() -> None:
+    slave = FakeSlave(1, 12345678, baud=9600)
+    gateway = Gateway([slave], baud=9600)
+    server = await serve_tcp(gateway, "127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", _port(server))
+        writer.write(b"\x68\x40\x40\x68\x01")  # a long frame that never comes
+        await writer.drain()
+        await asyncio.sleep(gateway.idle_gap() + 0.1)
+        writer.write(req_ud2(1))
+        await writer.drain()
+        assert await _read(reader, 1.0, len(slave.telegram())) == slave.telegram()
+        assert gateway.stats.skipped >= 1
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -139,6 +139,20 @@ class Gateway:
             write(chunk)
         await _sleep_until(loop, start + len(data) * per)
 
+    def idle_gap(self, baud: int | None = None) -> float:
+        """A pause in the master's bytes longer than this ends a partial frame.
+
+        On the wire no idle is allowed inside a frame (FT 1.2, EN 60870-5-1). Bytes reach us
+        through TCP or a pty with their own jitter, so only a pause as long as a master's
+        answer timeout (330 bit times + 50 ms) counts: by then the master has given up on it.
+        """
+        return timing.master_timeout(self.baud if baud is None else baud)
+
+    def drop_partial(self, reader: FrameReader, idle: float, baud: int | None = None) -> None:
+        if idle > self.idle_gap(baud) and reader.pending:
+            reader.flush()
+            self.note_skipped([Skipped(b"", f"partial frame dropped after {idle:.3f} s idle")])
+
     def note_skipped(self, items: list[Skipped]) -> None:
         for item in items:
             self.stats.skipped += 1
@@ -171,11 +185,16 @@ async def _serve_connection(gateway: Gateway, reader: asyncio.StreamReader,
     gateway.stats.connections += 1
     log.info("%s: master connected from %s", gateway.name, peer)
     frames = FrameReader()
+    loop = asyncio.get_running_loop()
+    last = loop.time()
     try:
         while True:
             data = await reader.read(4096)
             if not data:
                 break
+            now = loop.time()
+            gateway.drop_partial(frames, now - last)
+            last = now
             for frame, size in _frames(frames, data, gateway):
                 reply = await gateway.exchange(frame, size)
                 if reply:
@@ -336,9 +355,14 @@ class SerialServer:
     async def _run(self) -> None:
         frames = FrameReader()
         gateway = self.gateway
+        loop = asyncio.get_running_loop()
+        last = loop.time()
         while True:
             data = await self._queue.get()
             rate = self._line_baud()
+            now = loop.time()
+            gateway.drop_partial(frames, now - last, rate)
+            last = now
             try:
                 for frame, size in _frames(frames, data, gateway):
                     reply = await gateway.exchange(frame, size, rate)
