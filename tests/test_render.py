@@ -578,3 +578,12 @@ def test_selection_telegram_in_json() -> None:
     assert doc["selection"] == {"id_mask": "1483FFFF", "manufacturer": "2D2C", "version": 1,
                                 "medium": 2, "fabrication": None}
     assert doc["header"] is None and doc["records"] == []
+
+
+def test_public_api_is_pinned() -> None:
+    import mbuskit.render as render
+
+    assert sorted(render.__all__) == ["SCHEMA", "to_csv", "to_dict", "to_json", "to_table",
+                                      "to_text", "to_xml", "value_to_json"]
+    for name in render.__all__:
+        assert getattr(render, name) is not None
