@@ -598,8 +598,22 @@ def _parse_long(data: bytes, msb: bool) -> LongHeader:
         if len(data) < 13:
             raise DecodeError("mode 7 header lacks its configuration extension", offset=12)
         ext = data[12]
-    return LongHeader(_bcd_id(raw), manufacturer_letters(code), data[6], data[7], data[8],
-                      data[9], sig, ext, raw, code)
+    # Every field is derived from the bytes just read, so LongHeader.__post_init__'s checks
+    # (ID against its bytes, letters against the code, byte ranges) cannot fail here; skipping
+    # them saves about 4 us of the ~55 us a corpus telegram costs (bench/decode.py).
+    header = object.__new__(LongHeader)
+    put = object.__setattr__
+    put(header, "id", _bcd_id(raw))
+    put(header, "manufacturer", manufacturer_letters(code))
+    put(header, "version", data[6])
+    put(header, "medium", data[7])
+    put(header, "access_number", data[8])
+    put(header, "status", data[9])
+    put(header, "signature", sig)
+    put(header, "config_ext", ext)
+    put(header, "id_raw", raw)
+    put(header, "manufacturer_code", code)
+    return header
 
 
 def _parse_short(data: bytes) -> ShortHeader:
@@ -730,7 +744,8 @@ def decode_telegram(frame: LongFrame | bytes | bytearray, *, keys: KeySource = N
                                    decrypted=True, payload=data[start:],
                                    diagnostics=tuple(diags))
     records = (_records_msb if msb else _records)(data, start, strict, diags, from_master)
-    used = start + sum(len(r.raw) for r in records)
+    # decode_records reads to the end of the payload unless it stopped with a diagnostic
+    used = len(data) if not diags else start + sum(len(r.raw) for r in records)
     tail = data[used:]
     if tail and not diags:
         diags.append(Diagnostic(used, "bytes after the last record"))
