@@ -61,7 +61,33 @@ def build_config(*, tcp: str | None, serial: str | None, meters: int | None, see
                          **kwargs)
 
 
-async def _run(config: EmulatorConfig, *, ready_file: Path | None) -> None:
+async def _console(emulator: Emulator) -> None:
+    """Read meter inputs (button, tariff input, pulses) from standard input, one per line.
+
+    A daemon thread reads, so that a blocked read never holds up Ctrl-C.
+    """
+    import sys
+    import threading
+
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str] = asyncio.Queue()
+
+    def read() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+        loop.call_soon_threadsafe(lines.put_nowait, "")
+
+    threading.Thread(target=read, name="console", daemon=True).start()
+    while line := await lines.get():
+        if not line.strip():
+            continue
+        try:
+            click.echo(emulator.meter_input(line))
+        except MBusError as exc:
+            click.echo(f"error: {exc}", err=True)
+
+
+async def _run(config: EmulatorConfig, *, ready_file: Path | None, console: bool = False) -> None:
     emulator = Emulator(config)
     await emulator.start()
     stop = asyncio.Event()
@@ -77,7 +103,10 @@ async def _run(config: EmulatorConfig, *, ready_file: Path | None) -> None:
                    f"{' in real time' if config.realtime else ''}{speed}; Ctrl-C stops")
         if ready_file is not None:
             ready_file.write_text("\n".join(s.where for s in emulator.served) + "\n")
+        reader = asyncio.create_task(_console(emulator)) if console else None
         await stop.wait()
+        if reader is not None:
+            reader.cancel()
     finally:
         await emulator.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -110,11 +139,14 @@ async def _run(config: EmulatorConfig, *, ready_file: Path | None) -> None:
               "saves (default 60).")
 @click.option("--speed", type=click.FloatRange(min=0.0, min_open=True),
               help="Meter clocks run this many times faster than wall time.")
+@click.option("--console", is_flag=True, help="Read meter inputs from standard input: "
+              "'button METER', 'tariff METER on|off', 'pulse METER COUNT'.")
 @click.option("--ready-file", type=click.Path(path_type=Path, dir_okay=False), hidden=True,
               help="Write the served addresses here once listening (for scripts and tests).")
 def emulate(*, tcp: str | None, serial: str | None, meters: int | None, seed: int, gateways: int,
              config_file: Path | None, baud: str | None, realtime: bool, state: Path | None,
-             save_interval: float | None, speed: float | None, ready_file: Path | None) -> None:
+             save_interval: float | None, speed: float | None, ready_file: Path | None,
+             console: bool) -> None:
     """Emulate Kamstrup electricity meters with M-Bus modules behind M-Bus gateways.
 
     Example: mbus emulate --tcp 127.0.0.1:10001 --meters 5 --seed 1
@@ -124,7 +156,7 @@ def emulate(*, tcp: str | None, serial: str | None, meters: int | None, seed: in
                               gateways=gateways, baud=int(baud) if baud else None,
                               config=config_file, realtime=realtime, state=state,
                               save_interval=save_interval, speed=speed)
-        asyncio.run(_run(config, ready_file=ready_file))
+        asyncio.run(_run(config, ready_file=ready_file, console=console))
     except MBusError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:  # Ctrl-C before the handlers were installed

@@ -665,6 +665,47 @@ class Emulator:
         if self.meters:
             await self.save()
 
+    def find_meter(self, which: int) -> Any:
+        """The meter model with this serial number, meter number or (single gateway) address."""
+        for spec, slave in self.meters:
+            if which in (spec.serial_number, spec.meter_number):
+                return slave.device.meter
+        hits = [slave for spec, slave in self.meters if spec.address == which]
+        if len(hits) == 1:
+            return hits[0].device.meter
+        if hits:
+            raise EmulatorConfigError(f"address {which} is on several gateways: name the meter "
+                                      "by its serial number")
+        raise EmulatorConfigError(f"no meter with serial number, meter number or address {which}")
+
+    def meter_input(self, line: str) -> str:
+        """Drive a meter's physical inputs from one console line.
+
+        ``button METER``, ``tariff METER on|off`` (230 V on terminal 13), ``pulse METER N``;
+        METER is a serial number, a meter number or a primary address. Returns what happened.
+        """
+        words = line.split()
+        usage = "commands: button METER | tariff METER on|off | pulse METER COUNT"
+        if not words:
+            return usage
+        try:
+            which = int(words[1]) if len(words) > 1 else None
+        except ValueError:
+            raise EmulatorConfigError(f"{words[1]!r} is not a meter number; {usage}") from None
+        action, rest = words[0].lower(), words[2:]
+        if which is None or action not in ("button", "tariff", "pulse"):
+            raise EmulatorConfigError(usage)
+        meter = self.find_meter(which)
+        now = self.clock()
+        if action == "button" and not rest:
+            return f"breaker {meter.press_button(now).name.lower()}"
+        if action == "tariff" and rest in (["on"], ["off"]):
+            return f"tariff T{meter.set_tariff_input(rest[0] == 'on', now)}"
+        if action == "pulse" and len(rest) == 1 and rest[0].isdigit():
+            counted = meter.pulse(int(rest[0]), now)
+            return f"{counted} pulses counted, counter {meter.pulse_count}"
+        raise EmulatorConfigError(usage)
+
     def describe(self) -> list[str]:
         """What is served, one line per gateway and per meter (printed by ``mbus emulate``)."""
         lines = []
