@@ -155,7 +155,9 @@ async def replay(pop: Population, frames: list[bytes], window: float) -> float:
 
 
 def libmbus(pop: Population, timeout_ms: int, window: float) -> tuple[float, int, int, str]:
-    frames, found, error = _run_libmbus(pop, timeout_ms)
+    # the gateway computes a 250-meter collision in Python: give libmbus time for that, or
+    # it would take a slow answer for silence
+    frames, found, error = _run_libmbus(pop, max(timeout_ms, int(1.2 * len(pop.specs))))
     seconds = asyncio.run(replay(pop, frames, window))
     if found is None:
         return seconds, len(pop.specs), len(frames), error

@@ -221,3 +221,36 @@ async def test_primary_scan_survives_noise(seed: int) -> None:
 def test_found_addresses_come_from_the_header() -> None:
     frame = LongFrame(0x08, 0, 0x72, FakeMeter("01020304").telegram(0)[7:-2])
     assert address_of(frame) == "010203042D2C0102"
+
+
+# -- the Kamstrup twin on a noisy line ----------------------------------------------------------
+
+
+def _twins(n: int, seed: int, *, consecutive: bool) -> tuple[list[object], list[tuple[int, int]]]:
+    from mbuskit.emulator import MeterSpec, kamstrup_slave
+
+    rng = random.Random(seed)
+    if consecutive:
+        first = rng.randrange(10**7, 10**8 - n)
+        numbers = list(range(first, first + n))
+    else:
+        numbers = rng.sample(range(10**7, 10**8), n)
+    specs = [MeterSpec(address=0, meter_number=m, serial_number=rng.randrange(10**7, 10**8),
+                       seed=rng.getrandbits(32)) for m in numbers]
+    slaves: list[object] = [kamstrup_slave(s, 1.7e9, 2400, None) for s in specs]
+    return slaves, [(s.meter_number, s.serial_number) for s in specs]
+
+
+@pytest.mark.parametrize("seed", range(30))
+async def test_twins_on_a_noisy_line_are_all_found_and_read_right(seed: int) -> None:
+    slaves, truth = _twins(12, seed, consecutive=seed % 2 == 0)
+    bus = SimBus(slaves, noise=Noise.one_in(10_000), seed=seed, start=1.7e9)  # type: ignore[arg-type]
+    master = Master(bus)
+    found = await master.scan_secondary()
+    assert sorted((int((f.address or "")[:8]), f.fabrication) for f in found) == sorted(
+        (number, f"{serial:08d}") for number, serial in truth)
+    for item in found[:4]:
+        telegrams = await master.read(item.address or "", fabrication=item.fabrication)
+        fab = [r.value for r in telegrams[0].records if r.quantity == "fabrication_number"]
+        assert fab == [int(item.fabrication or "0")]
+        assert str(telegrams[0].secondary_address) == item.address

@@ -91,6 +91,7 @@ class _State:
     done: float = 0.0
     careful: bool = False  # noise seen: probe empty masks twice
     unverified: list[_Node] = field(default_factory=list)  # empty after one probe only
+    enhanced: bool = True  # meters understand the enhanced selection (0C 78 record)
 
 
 def secondary_search(mask: str = "F" * 16, *, fabrication: str | None = None,
@@ -103,7 +104,7 @@ def secondary_search(mask: str = "F" * 16, *, fabrication: str | None = None,
     number by their fabrication number.
     """
     root = _Node(normalize_mask(mask), normalize_fabrication(fabrication), 1.0)
-    st = _State(careful=careful)
+    st = _State(careful=careful, enhanced=enhanced)
     count = yield from _visit(root, st, enhanced, read_retries)
     if count == 0 and not st.careful:
         # An empty bus is cheap to confirm, and a lost first selection would hide everyone.
@@ -120,62 +121,155 @@ def secondary_search(mask: str = "F" * 16, *, fabrication: str | None = None,
     yield Progress(1.0, len(st.found), st.probes)
 
 
-def _visit(node: _Node, st: _State, enhanced: bool, read_retries: int,
-           verify: bool = False) -> Generator[object, Answer | None, int]:
-    """Probe ``node``, split it on a collision; returns how many meters are under it."""
-    kind, frame = yield from _probe(node, st, read_retries, verify)
-    if kind is _Kind.EMPTY:
-        yield from _settle(node, st)
-        return 0
-    if kind is _Kind.FOUND:
-        assert frame is not None
-        address = address_of(frame)
-        assert address is not None
-        fab = node.fabrication if _exact(node.fabrication) else fabrication_of(frame)
-        key = (address, fab if node.fabrication is not None else None)
-        if key not in st.found:
-            found = Found(address=address, fabrication=fab, frame=frame)
-            st.found[key] = found
-            yield found
-        yield from _settle(node, st)
-        return 1
+_PRESENT_RETRIES = 3
+
+
+class _Entry(enum.Enum):
+    """How a node is entered: probed from scratch, already selected (its E5 just came), or
+    known to hold several meters (its answers collided)."""
+
+    PROBE = "probe"
+    PRESENT = "present"  # answered a selection before: select again, silence is a lost frame
+    SELECTED = "selected"
+    COLLIDED = "collided"
+
+
+def _visit(node: _Node, st: _State, enhanced: bool, read_retries: int, *,
+           verify: bool = False, entry: _Entry = _Entry.PROBE,
+           hint: str | None = None) -> Generator[object, Answer | None, int]:
+    """Settle ``node``: returns how many meters are under it."""
+    if entry is not _Entry.COLLIDED:
+        if entry is _Entry.PROBE:
+            outcome = yield from _select(node, st, verify)
+            if outcome is Outcome.SILENT:
+                yield from _settle(node, st)
+                return 0
+        elif entry is _Entry.PRESENT:
+            outcome = yield from _select(node, st, True)
+            for _ in range(_PRESENT_RETRIES):
+                if outcome is not Outcome.SILENT:
+                    break
+                st.careful = True  # it answered this mask a moment ago: the line lost a frame
+                outcome = yield from _select(node, st, True)
+            if outcome is Outcome.SILENT:
+                yield from _settle(node, st)
+                return 0
+        else:
+            outcome = Outcome.ACK
+        frame: LongFrame | None = None
+        hint = None
+        if outcome is Outcome.ACK:
+            kind, frame, hint = yield from _read(node, st, read_retries)
+        else:
+            kind = _Kind.COLLISION
+        if kind is _Kind.FOUND:
+            assert frame is not None
+            yield from _found(node, frame, st)
+            yield from _settle(node, st)
+            return 1
+    children = _hinted_split(node, hint) if hint else []
+    if children:
+        total, empty = yield from _descend(children, st, enhanced, read_retries, hint)
+        if total >= 2:
+            total += yield from _recheck(children, empty, st, enhanced, read_retries)
+            # the digits the wired AND ruled out hold nobody: their share is settled too
+            yield from _settle(node, st, node.weight - sum(c.weight for c in children))
+            return total
+        # fewer than two: the hint was damaged by noise; search the node the plain way
+        st.careful = True
+        st.done -= sum(c.weight for c in children)
     children = _split(node, enhanced)
+    if not children and entry is _Entry.COLLIDED:
+        # nothing left to split on: read it after all (a collision seen through noise may have
+        # been one meter)
+        return (yield from _visit(node, st, enhanced, read_retries))
     if not children:
         yield Unresolved(node.mask, node.fabrication,
                          "several meters answer this full address and cannot be told apart")
         yield from _settle(node, st)
         return 2
-    total = 0
-    empty: list[_Node] = []
-    for child in children:
-        count = yield from _visit(child, st, enhanced, read_retries)
-        total += count
-        if count == 0:
-            empty.append(child)
-    suspicious = len(empty) <= len(children) // 2 and not st.careful
+    total, empty = yield from _descend(children, st, enhanced, read_retries, None)
     if total < 2 and not st.careful:
         # A collision holds at least two meters; fewer below means a lost frame or a read-out
         # garbled by noise. Look at the empty children again, and be careful from now on.
         st.careful = True
-        suspicious = True
-    if suspicious:
-        # Also when most siblings answered: one empty digit amid a batch of consecutive meter
-        # numbers is more likely a lost selection than a gap, and a second look costs little.
-        for child in empty:
-            if child in st.unverified:
-                st.unverified.remove(child)
-            st.done -= child.weight
-            total += yield from _visit(child, st, enhanced, read_retries, verify=True)
+        total += yield from _reprobe(empty, st, enhanced, read_retries)
+        return total
+    return total + (yield from _recheck(children, empty, st, enhanced, read_retries))
+
+
+def _recheck(children: list[_Node], empty: list[_Node], st: _State, enhanced: bool,
+             read_retries: int) -> Generator[object, Answer | None, int]:
+    """One empty digit amid answering siblings (a batch of consecutive meter numbers) is more
+    likely a lost selection than a gap, and a second look at it costs little."""
+    if st.careful or not empty or len(empty) > len(children) // 2:
+        return 0
+    return (yield from _reprobe(empty, st, enhanced, read_retries))
+
+
+def _reprobe(empty: list[_Node], st: _State, enhanced: bool,
+             read_retries: int) -> Generator[object, Answer | None, int]:
+    total = 0
+    for child in empty:
+        if child in st.unverified:
+            st.unverified.remove(child)
+        st.done -= child.weight
+        total += yield from _visit(child, st, enhanced, read_retries, verify=True)
     return total
 
 
-def _settle(node: _Node, st: _State) -> Generator[object, Answer | None, None]:
-    st.done += node.weight
+def _descend(children: list[_Node], st: _State, enhanced: bool, read_retries: int,
+             hint: str | None) -> Generator[object, Answer | None, tuple[int, list[_Node]]]:
+    """Children of a collided mask: select each first (cheap), then look into those that
+    answered. When only one answered, every meter of the collision is under it, so it is split
+    again at once without the read-out that would only collide again."""
+    outcomes = []
+    for child in children:
+        outcome = yield from _select(child, st, False)
+        outcomes.append(outcome)
+        if outcome is Outcome.SILENT:
+            yield from _settle(child, st)
+    empty = [c for c, o in zip(children, outcomes, strict=True) if o is Outcome.SILENT]
+    answered = [i for i, o in enumerate(outcomes) if o is not Outcome.SILENT]
+    if len(answered) == 1 and hint is not None:
+        total = yield from _visit(children[answered[0]], st, enhanced, read_retries,
+                                  entry=_Entry.COLLIDED, hint=hint)
+        return total, empty
+    total = 0
+    last = len(children) - 1
+    if last in answered:
+        # the last selection is still in force: look into that child first, without a new one
+        answered = [last] + [i for i in answered if i != last]
+    for i in answered:
+        if outcomes[i] is Outcome.GARBLED:
+            entry = _Entry.COLLIDED
+        elif i == last:
+            entry = _Entry.SELECTED  # its selection was the last frame sent: still selected
+        else:
+            entry = _Entry.PRESENT
+        total += yield from _visit(children[i], st, enhanced, read_retries, entry=entry)
+    return total, empty
+
+
+def _found(node: _Node, frame: LongFrame, st: _State) -> Generator[object, Answer | None, None]:
+    address = address_of(frame)
+    assert address is not None
+    fab = node.fabrication if _exact(node.fabrication) else fabrication_of(frame)
+    key = (address, fab)
+    if key not in st.found:
+        found = Found(address=address, fabrication=fab, frame=frame)
+        st.found[key] = found
+        yield found
+
+
+def _settle(node: _Node, st: _State,
+            weight: float | None = None) -> Generator[object, Answer | None, None]:
+    st.done += node.weight if weight is None else weight
     yield Progress(min(st.done, 1.0), len(st.found), st.probes, node.mask)
 
 
-def _probe(node: _Node, st: _State, read_retries: int,
-           verify: bool) -> Generator[object, Answer | None, tuple[_Kind, LongFrame | None]]:
+def _select(node: _Node, st: _State, verify: bool) -> Generator[object, Answer | None, Outcome]:
+    """Selection of a mask: SILENT (nobody), ACK (one or more, identical E5) or GARBLED."""
     select = Request(select_frame(node.mask, node.fabrication), Expect.ACK, ADDRESS_NETWORK)
     attempts = 2 if st.careful and not verify else 1
     answer: Answer | None = None
@@ -189,15 +283,24 @@ def _probe(node: _Node, st: _State, read_retries: int,
     if answer.outcome is Outcome.SILENT:
         if not st.careful and not verify:
             st.unverified.append(node)
-        return _Kind.EMPTY, None
+        return Outcome.SILENT
     if answer.outcome is not Outcome.ACK:
         # Several E5 that did not line up, or noise on the E5: either way more probing decides.
         # Identical E5 that overlap look like one (wired AND), so this is a sign of noise too.
         st.careful = True
-        return _Kind.COLLISION, None
+        return Outcome.GARBLED
+    return Outcome.ACK
+
+
+_Read = tuple[_Kind, LongFrame | None, str | None]
+
+
+def _read(node: _Node, st: _State, read_retries: int) -> Generator[object, Answer | None, _Read]:
+    """Read-out of a selected mask: FOUND (one meter, confirmed) or COLLISION (with the AND
+    hint when the collided answers lined up)."""
     # FCB set: the first REQ_UD2 after a selection (EN 13757-2 5.4); a repeat keeps it.
     request = Request(req_ud2(ADDRESS_NETWORK, fcb=True), Expect.DATA, ADDRESS_NETWORK)
-    for _ in range(read_retries + 1):
+    for attempt in range(read_retries + 1):
         reply = yield request
         assert reply is not None
         if reply.outcome is Outcome.SILENT:
@@ -208,30 +311,43 @@ def _probe(node: _Node, st: _State, read_retries: int,
             if address is not None and matches(address, node.mask):
                 fab = fabrication_of(reply.frame)
                 if node.fabrication is None or fab is None or _fab_matches(fab, node.fabrication):
-                    confirmed = yield from _confirm(node, address, st)
+                    confirmed = yield from _confirm(node, address, fab, st)
                     if confirmed:
-                        return _Kind.FOUND, reply.frame
-                    return _Kind.COLLISION, None
+                        return _Kind.FOUND, reply.frame, None
+                    return _Kind.COLLISION, None, None
             st.careful = True  # a good checksum on the wrong address: noise got through
-        return _Kind.COLLISION, None
-    return _Kind.COLLISION, None
+            return _Kind.COLLISION, None, None
+        if attempt < read_retries and (st.careful or _bit_error(reply.raw)):
+            # A garbled read-out may be one meter hit by noise: a collision repeats (the same
+            # meters answer the repeat alike), noise rarely does. Retried on a line known to be
+            # noisy, and whenever the checksum is off by what one flipped bit does.
+            st.careful = st.careful or _bit_error(reply.raw)
+            continue
+        return _Kind.COLLISION, None, and_hint(reply.raw)
+    return _Kind.COLLISION, None, None
 
 
-def _confirm(node: _Node, address: str, st: _State) -> Generator[object, Answer | None, bool]:
+def _confirm(node: _Node, address: str, fab_read: str | None,
+             st: _State) -> Generator[object, Answer | None, bool]:
     """Whether the meter that answered really has ``address``.
 
     Several meters answering one read-out combine as a wired AND; once in a while that AND is
-    a frame with a good checksum, carrying the AND of their addresses. Selecting the address
-    exactly tells: a real meter acknowledges, an AND of several usually matches nobody. Not
-    needed when the mask was the full address already.
+    a frame with a good checksum, carrying the AND of their addresses, and in a delivery batch
+    that is often a real meter's number (…50 AND …150 = …50). Selecting the number together
+    with the fabrication number the frame carries (enhanced selection) tells: a real meter
+    acknowledges, an AND of several matches nobody. Not needed when the mask was exact.
     """
     if "F" not in node.mask[:8] and (node.fabrication is None or _exact(node.fabrication)):
         return True
-    st.probes += 1
-    fab = node.fabrication if _exact(node.fabrication) else None
-    answer = yield Request(select_frame(address, fab), Expect.ACK, ADDRESS_NETWORK)
-    assert answer is not None
-    return answer.outcome is Outcome.ACK
+    fab = node.fabrication if _exact(node.fabrication) else fab_read if st.enhanced else None
+    request = Request(select_frame(address, fab), Expect.ACK, ADDRESS_NETWORK)
+    for _ in range(2):  # silence twice: nobody has this address; once may be a lost frame
+        st.probes += 1
+        answer = yield request
+        assert answer is not None
+        if answer.outcome is Outcome.ACK:
+            return True
+    return False
 
 
 def _exact(fabrication: str | None) -> bool:
@@ -240,6 +356,84 @@ def _exact(fabrication: str | None) -> bool:
 
 def _fab_matches(fab: str, mask: str) -> bool:
     return all(m in ("F", f) for m, f in zip(mask, fab, strict=True))
+
+
+def _bit_error(raw: bytes) -> bool:
+    """A long frame whose checksum is off as by one flipped bit (in a data byte or in the
+    checksum itself); a wired AND of different frames is off by anything."""
+    if len(raw) < 9 or raw[0] != 0x68 or len(raw) != raw[1] + 6:
+        return False
+    diff = (sum(raw[4:-2]) - raw[-2]) & 0xFF
+    single = {1 << k for k in range(8)}
+    return diff in single or (-diff) & 0xFF in single
+
+
+def and_hint(raw: bytes) -> str | None:
+    """The meter-number digits of a collided read-out, when it is a byte-aligned wired AND.
+
+    Slaves send a 0 by drawing current, so answers that start together reach the master as
+    the AND of their bytes (EN 13757-2 physical layer). When the garbled answer still has the
+    shape of one RSP_UD (start bytes, equal L fields, stop byte where L puts it, CI 72h), the
+    answers were aligned and its ID field is the AND of the meters' IDs: a meter's digit at a
+    position has every bit of the AND's digit set. Answers that did not line up (slaves with
+    different answer delays) fail the shape test and give no hint.
+    """
+    if (len(raw) < 19 or raw[0] != 0x68 or raw[3] != 0x68 or raw[1] != raw[2]
+            or len(raw) != raw[1] + 6 or raw[-1] != 0x16 or raw[6] != 0x72):
+        return None
+    digits = raw[10:6:-1].hex().upper()
+    return digits if all(c in DIGITS for c in digits) else None
+
+
+# P(two BCD digits differ | their AND is h), h = 0..9, for uniformly drawn digits; 7 and 9 are
+# their own only superset, so they never differ (kept positive to be a divisor).
+_DIFFER = (50 / 51, 16 / 17, 8 / 9, 2 / 3, 8 / 9, 2 / 3, 2 / 3, 1e-9, 2 / 3, 1e-9)
+
+
+def _candidates(hint_digit: str) -> list[str]:
+    bits = int(hint_digit)
+    return [d for d in DIGITS if int(d) & bits == bits]
+
+
+def _hinted_split(node: _Node, hint: str) -> list[_Node]:
+    """Children of a collided mask that the AND of the meters' IDs allows.
+
+    A wildcard digit with one candidate (7 or 9: no other BCD digit has all its bits) is the
+    same for every meter and is fixed at once; the mask is split on the wildcard digit with
+    the fewest candidates (at least two), the least significant one on a tie.
+    """
+    ident = list(node.mask[:8])
+    free = [p for p in range(8) if ident[p] == "F"]
+    if not free:
+        return []
+    options = {p: _candidates(hint[p]) for p in free}
+    for p in free:
+        if len(options[p]) == 1:
+            ident[p] = options[p][0]
+    open_positions = [p for p in free if len(options[p]) > 1]
+    weight = node.weight
+    for p in free:
+        if len(options[p]) == 1:
+            weight /= len(DIGITS)
+    if not open_positions:
+        # every digit is known: all the meters share this number; one child, the full ID
+        return [_Node("".join(ident) + node.mask[8:], node.fabrication, weight)]
+    # Fewest probes per position that separates: the AND's digit also says how likely two
+    # meters differ there (an AND of 3 is 3&3, 3&7 or 7&3: two of three pairs differ).
+    # The first split is on the last digit all the same: meters of one delivery batch share
+    # their leading digits and differ there, whatever their AND says.
+    if len(free) == 8:
+        pos = max(open_positions)
+    else:
+        pos = min(open_positions, key=lambda p: (len(options[p]) / _DIFFER[int(hint[p])], -p))
+    if len(options[pos]) == len(DIGITS) and len(open_positions) == len(free):
+        return []  # the hint says nothing: the plain split is the same
+    child_weight = weight / len(DIGITS)
+    out = []
+    for d in options[pos]:
+        ident[pos] = d
+        out.append(_Node("".join(ident) + node.mask[8:], node.fabrication, child_weight))
+    return out
 
 
 def _split(node: _Node, enhanced: bool) -> list[_Node]:
@@ -335,6 +529,7 @@ __all__ = [
     "Progress",
     "Search",
     "Unresolved",
+    "and_hint",
     "primary_scan",
     "secondary_search",
 ]
