@@ -3,6 +3,9 @@ each bus and draws the energy and per-phase power plots from live data."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import os
 import queue
 import re
@@ -13,9 +16,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +38,12 @@ def _need_chromium() -> str:
 
 
 @pytest.fixture
-def demo_url() -> Iterator[str]:
+def demo(demo_url_token: tuple[str, str]) -> str:
+    return demo_url_token[0]
+
+
+@pytest.fixture
+def demo_url_token() -> Iterator[tuple[str, str]]:
     _need_chromium()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mbuskit.cli", "demo", "--http", "127.0.0.1:0", "--buses", "2",
@@ -49,19 +59,21 @@ def demo_url() -> Iterator[str]:
             lines.put(line)
 
     threading.Thread(target=pump, daemon=True).start()
-    url = None
+    url = token = None
     end = time.monotonic() + 30
     while url is None and time.monotonic() < end:
         try:
             line = lines.get(timeout=0.5)
         except queue.Empty:
             continue
+        if m := re.search(r"API token for commands: (\S+)", line):
+            token = m.group(1)
         m = re.search(r"open (http://\S+/)", line)
         url = m.group(1) if m else None
     try:
-        assert url, "mbus demo printed no URL"
+        assert url and token, "mbus demo printed no URL or token"
         time.sleep(3)  # a few polls, so that there are lines to draw
-        yield url
+        yield url, token
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -132,7 +144,8 @@ def _count(rows: list[bytes], target: tuple[int, int, int], tol: int = 40) -> in
     return n
 
 
-def test_page_shows_meters_and_draws_plots(demo_url: str, tmp_path: Path) -> None:
+def test_page_shows_meters_and_draws_plots(demo: str, tmp_path: Path) -> None:
+    demo_url = demo
     dom = _chromium(tmp_path, "--dump-dom", demo_url).stdout.decode()
     body = re.search(r"<body([^>]*)>", dom)
     assert body, dom[:500]
@@ -172,3 +185,92 @@ def test_png_reader_on_a_known_image() -> None:
     w, h, rows = read_png(png)
     assert (w, h) == (2, 2)
     assert rows == [bytes((255, 0, 0, 0, 255, 0)), bytes((255, 0, 255, 255, 255, 255))]
+
+
+class Cdp:
+    """Just enough of the Chrome DevTools Protocol: evaluate JavaScript in the page."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.next_id = 0
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        await self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(await self.ws.recv())
+            if msg.get("id") == self.next_id:
+                assert "error" not in msg, msg
+                result: dict[str, Any] = msg["result"]
+                return result
+
+    async def js(self, expression: str) -> Any:
+        r = await self.call("Runtime.evaluate", expression=expression, awaitPromise=True,
+                            returnByValue=True)
+        assert "exceptionDetails" not in r, r
+        return r["result"].get("value")
+
+    async def until(self, expression: str, timeout: float = 15.0) -> Any:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            value = await self.js(expression)
+            if value:
+                return value
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"never true: {expression}")
+
+
+async def test_commands_from_the_page_need_the_token(demo_url_token: tuple[str, str],
+                                                    tmp_path: Path) -> None:
+    import websockets
+
+    url, token = demo_url_token
+    proc = subprocess.Popen(
+        [_need_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", f"--user-data-dir={tmp_path / 'cdp'}", "--remote-debugging-port=0",
+         "--window-size=1200,1000", url],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port_file = tmp_path / "cdp" / "DevToolsActivePort"
+        end = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text().strip():
+            assert time.monotonic() < end, "chromium did not open its debugging port"
+            await asyncio.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        targets: list[dict[str, Any]] = []
+        while not any(t["type"] == "page" for t in targets):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as r:
+                targets = json.loads(r.read())
+        page = next(t for t in targets if t["type"] == "page")
+        async with websockets.connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
+            cdp = Cdp(ws)
+            await cdp.until("!!document.body && document.body.dataset.state === 'ready'")
+            selected = await cdp.js("document.getElementById('meter-select').value")
+            assert selected.startswith("kam-")
+            result = "document.getElementById('cmd-result').textContent"
+
+            async def press(label: str, secret: str) -> str:
+                await cdp.js(f"document.getElementById('cmd-result').textContent = '';"
+                             f"document.getElementById('token').value = {json.dumps(secret)};"
+                             f"[...document.querySelectorAll('.commands button')]"
+                             f".find(b => b.textContent === {json.dumps(label)}).click()")
+                text: str = await cdp.until(f"/done|:/.test({result}) && {result}")
+                return text
+
+            assert "valid token" in await press("Breaker open", "wrong-token")
+            assert await press("Breaker open", token) == f"breaker {selected}: done"
+            assert (await press("Read now", token)).endswith(": done")
+            # the meter twin really disconnected its load: no power through an open breaker
+            latest = f"fetch('/api/meters/{selected}/latest').then(r => r.json())"
+            assert (await cdp.js(latest))["power"]["value"] == 0
+            assert await press("Breaker close", token) == f"breaker {selected}: done"
+            assert (await press("Read now", token)).endswith(": done")
+            assert (await cdp.js(latest))["power"]["value"] > 0
+            assert (await press("Sync clock", token)).endswith(": done")
+            shot = await cdp.call("Page.captureScreenshot", format="png")
+            width, height, _ = read_png(base64.b64decode(shot["data"]))
+            assert width > 0 and height > 0
+    finally:
+        proc.kill()
+        proc.wait()

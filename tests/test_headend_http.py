@@ -72,11 +72,16 @@ async def test_meters_list_identity_and_latest(env: tuple[Scheduler, FakeReader]
 
 async def test_history_csv_and_bad_arguments(env: tuple[Scheduler, FakeReader]) -> None:
     s, _ = env
-    await s.read_now("kam1")  # same slot (clock fixed): stored once, not twice
+    s.clock = lambda: 1000.5  # later, but in the same 15-minute slot
+    await s.read_now("kam1")  # a triggered read in a slot already polled: kept beside it
     await s.drain()
     async with _client(s) as c:
         h = (await c.get("/api/meters/kam1/history", params={"register": "energy"})).json()
-        assert [r["register"] for r in h["readings"]] == ["energy"]
+        first, second = h["readings"]
+        assert (first["read_time"], second["read_time"]) == (1000.0, 1000.5)
+        assert second["value"] > first["value"]  # the fake meter counts up per read
+        latest = (await c.get("/api/meters/kam1/latest")).json()
+        assert latest["energy"]["value"] == second["value"]
         text = (await c.get("/api/meters/kam1/export.csv")).text
         rows = list(csv.DictReader(io.StringIO(text)))
         assert {r["register"] for r in rows} >= {"energy", "power", "power.phase_L1"}

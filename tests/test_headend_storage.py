@@ -61,14 +61,19 @@ def test_sqlite_store_latest_history_and_no_duplicates(tmp_path: Path) -> None:
     assert n == 5
     # the same slot again (a poll repeated after a crash) writes nothing
     assert s.store(_poll("m1", 10, 999.0, 1001.0)) == 0
+    # unless it is an extra triggered read (seq > 0): kept, and the newest in "latest"
+    extra = _poll("m1", 10, 150.0, 1050.0)
+    assert s.store(Poll(extra.meter, 10, 1050.0, extra.identity, extra.readings,
+                        seq=1050000)) == 5
+    assert {r.register: r.value for r in s.latest("m1")}["energy"] == 150.0
     assert s.store(_poll("m1", 11, 200.0, 1100.0)) == 5
-    assert s.count() == 10
+    assert s.count() == 15
     assert s.last_slots() == {"m1": 11}
     latest = {r.register: r.value for r in s.latest("m1")}
     assert latest["energy"] == 200.0
     hist = s.history("m1", register="energy")
-    assert [r.value for r in hist] == [100.0, 200.0]
-    assert [r.value for r in s.history("m1", register="energy", since=1050)] == [200.0]
+    assert [r.value for r in hist] == [100.0, 150.0, 200.0]
+    assert [r.value for r in s.history("m1", register="energy", since=1051)] == [200.0]
     assert [r.value for r in s.history("m1", register="energy", limit=1)] == [200.0]
     s.store(_poll("m2", 3, 7.0, 1200.0))  # a meter the config never registered
     latest_all = s.latest_all()
@@ -81,7 +86,7 @@ def test_sqlite_store_latest_history_and_no_duplicates(tmp_path: Path) -> None:
     # WAL mode and the data survive a reopen
     db = sqlite3.connect(tmp_path / "r.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("SELECT count(*) FROM readings").fetchone()[0] == 15
+    assert db.execute("SELECT count(*) FROM readings").fetchone()[0] == 20
 
 
 def test_sqlite_poll_is_one_transaction(tmp_path: Path) -> None:

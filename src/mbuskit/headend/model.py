@@ -60,6 +60,9 @@ class Poll:
     read_time: float
     identity: Identity
     readings: tuple[Reading, ...] = field(default=())
+    # 0 for the slot's poll; a read triggered in a slot already polled gets its own number
+    # (milliseconds of its read time), so it is kept beside the slot's poll, not dropped
+    seq: int = 0
 
 
 def register_name(rec: DataRecord) -> str:

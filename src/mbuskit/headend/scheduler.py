@@ -240,7 +240,10 @@ class Scheduler:
         slot = math.floor(read_time / meter.interval)
         readings = readings_from(meter.name, telegrams, read_time)
         ident = identity_from(telegrams)
-        poll = Poll(meter.name, slot, read_time, ident, tuple(readings))
+        # a triggered read in a slot already polled is an extra reading, kept beside it
+        extra = not scheduled and self._last_slot.get(meter.name, -1) >= slot
+        poll = Poll(meter.name, slot, read_time, ident, tuple(readings),
+                    seq=max(int(read_time * 1000), 1) if extra else 0)
         health.state, health.failures = "ok", 0
         health.reads += 1
         health.last_ok = read_time

@@ -1,6 +1,7 @@
 """Reading storage: the interface, and SQLite (the default).
 
-Each poll is committed in one transaction; a reading is unique by (meter, register, slot), so a
+Each poll is committed in one transaction; a reading is unique by (meter, register, slot, seq)
+(seq 0 = the slot's scheduled poll, see ``Poll.seq``), so a
 poll repeated after a crash (killed before its commit) or after downtime writes no duplicate.
 Methods are blocking; the head-end calls them from a worker thread.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,15 +73,25 @@ CREATE TABLE IF NOT EXISTS readings (
     meter TEXT NOT NULL,
     register TEXT NOT NULL,
     slot INTEGER NOT NULL,
+    seq INTEGER NOT NULL DEFAULT 0,
     value REAL NOT NULL,
     unit TEXT NOT NULL,
     meter_time TEXT,
     read_time REAL NOT NULL,
-    PRIMARY KEY (meter, register, slot)
+    PRIMARY KEY (meter, register, slot, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS readings_by_time ON readings (meter, read_time);
 CREATE INDEX IF NOT EXISTS readings_by_slot ON readings (meter, slot);
 """
+
+
+def newest(readings: Iterable[Reading]) -> list[Reading]:
+    """The newest reading of each register (a slot may hold a triggered read too)."""
+    out: dict[str, Reading] = {}
+    for r in readings:
+        if r.register not in out or r.read_time >= out[r.register].read_time:
+            out[r.register] = r
+    return [out[k] for k in sorted(out)]
 
 
 def identity_json(identity: Identity) -> str:
@@ -151,9 +162,10 @@ class SqliteStorage:
         with self._tx() as db:
             before = db.total_changes
             db.executemany(
-                "INSERT OR IGNORE INTO readings (meter, register, slot, value, unit, meter_time,"
-                " read_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(r.meter, r.register, poll.slot, r.value, r.unit, r.meter_time, r.read_time)
+                "INSERT OR IGNORE INTO readings (meter, register, slot, seq, value, unit,"
+                " meter_time, read_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.meter, r.register, poll.slot, poll.seq, r.value, r.unit, r.meter_time,
+                  r.read_time)
                  for r in poll.readings])
             new = db.total_changes - before
             # the meter row says which slot is the latest, so "latest" never scans history
@@ -181,18 +193,18 @@ class SqliteStorage:
         rows = self._query(
             "SELECT meter, register, value, unit, meter_time, read_time FROM readings"
             " WHERE meter = ? AND slot = (SELECT last_slot FROM meters WHERE name = ?)"
-            " ORDER BY register", (meter, meter))
-        return [Reading(*row) for row in rows]
+            " ORDER BY register, read_time", (meter, meter))
+        return newest(Reading(*row) for row in rows)
 
     def latest_all(self) -> dict[str, list[Reading]]:
         rows = self._query(
             "SELECT r.meter, r.register, r.value, r.unit, r.meter_time, r.read_time"
             " FROM meters m JOIN readings r ON r.meter = m.name AND r.slot = m.last_slot"
-            " ORDER BY r.meter, r.register")
-        out: dict[str, list[Reading]] = {}
+            " ORDER BY r.meter, r.register, r.read_time")
+        by_meter: dict[str, list[Reading]] = {}
         for row in rows:
-            out.setdefault(row[0], []).append(Reading(*row))
-        return out
+            by_meter.setdefault(row[0], []).append(Reading(*row))
+        return {m: newest(rs) for m, rs in by_meter.items()}
 
     def history(self, meter: str, *, register: str | None = None, since: float | None = None,
                 until: float | None = None, limit: int = 10000) -> list[Reading]:

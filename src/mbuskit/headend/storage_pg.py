@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from .model import Poll, Reading
-from .storage import MeterRow, StorageError, identity_json, identity_parse
+from .storage import MeterRow, StorageError, identity_json, identity_parse, newest
 
 T = TypeVar("T")
 
@@ -33,11 +33,12 @@ CREATE TABLE IF NOT EXISTS readings (
     meter TEXT NOT NULL,
     register TEXT NOT NULL,
     slot BIGINT NOT NULL,
+    seq BIGINT NOT NULL DEFAULT 0,
     value DOUBLE PRECISION NOT NULL,
     unit TEXT NOT NULL,
     meter_time TEXT,
     read_time DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (meter, register, slot)
+    PRIMARY KEY (meter, register, slot, seq)
 );
 CREATE INDEX IF NOT EXISTS readings_by_time ON readings (meter, read_time);
 CREATE INDEX IF NOT EXISTS readings_by_slot ON readings (meter, slot);
@@ -109,13 +110,13 @@ class PostgresStorage:
             with c.cursor() as cur:
                 # one statement for the whole poll: one round trip however many registers
                 cur.execute(
-                    "INSERT INTO readings (meter, register, slot, value, unit, meter_time,"
+                    "INSERT INTO readings (meter, register, slot, seq, value, unit, meter_time,"
                     " read_time) SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[],"
-                    " %s::float8[], %s::text[], %s::text[], %s::float8[])"
+                    " %s::bigint[], %s::float8[], %s::text[], %s::text[], %s::float8[])"
                     " ON CONFLICT DO NOTHING",
                     ([r.meter for r in rs], [r.register for r in rs], [poll.slot] * len(rs),
-                     [r.value for r in rs], [r.unit for r in rs], [r.meter_time for r in rs],
-                     [r.read_time for r in rs]))
+                     [poll.seq] * len(rs), [r.value for r in rs], [r.unit for r in rs],
+                     [r.meter_time for r in rs], [r.read_time for r in rs]))
                 new = max(cur.rowcount, 0)
                 cur.execute(
                     "INSERT INTO meters (name, bus, address, identity, last_slot, last_read)"
@@ -142,18 +143,18 @@ class PostgresStorage:
         rows = self._run(lambda c: c.execute(
             "SELECT meter, register, value, unit, meter_time, read_time FROM readings"
             " WHERE meter = %s AND slot = (SELECT last_slot FROM meters WHERE name = %s)"
-            " ORDER BY register", (meter, meter)).fetchall())
-        return [Reading(*row) for row in rows]
+            " ORDER BY register, read_time", (meter, meter)).fetchall())
+        return newest(Reading(*row) for row in rows)
 
     def latest_all(self) -> dict[str, list[Reading]]:
         rows = self._run(lambda c: c.execute(
             "SELECT r.meter, r.register, r.value, r.unit, r.meter_time, r.read_time"
             " FROM meters m JOIN readings r ON r.meter = m.name AND r.slot = m.last_slot"
-            " ORDER BY r.meter, r.register").fetchall())
-        out: dict[str, list[Reading]] = {}
+            " ORDER BY r.meter, r.register, r.read_time").fetchall())
+        by_meter: dict[str, list[Reading]] = {}
         for row in rows:
-            out.setdefault(row[0], []).append(Reading(*row))
-        return out
+            by_meter.setdefault(row[0], []).append(Reading(*row))
+        return {m: newest(rs) for m, rs in by_meter.items()}
 
     def history(self, meter: str, *, register: str | None = None, since: float | None = None,
                 until: float | None = None, limit: int = 10000) -> list[Reading]:

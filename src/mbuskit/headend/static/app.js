@@ -142,6 +142,7 @@ async function refresh() {
     const [buses, meters] = await Promise.all([getJSON("/api/buses"), getJSON("/api/meters")]);
     renderSelect(meters);
     renderBuses(buses, meters);
+    updateButtons(meters);
     await refreshPlots();
     const ok = meters.filter(m => m.health.state === "ok").length;
     status.textContent = `${meters.length} meters, ${ok} answering · updated ` +
@@ -152,6 +153,41 @@ async function refresh() {
     status.textContent = "error: " + e.message;
     document.body.dataset.state = "error";
   }
+}
+
+// Commands put frames on the bus, so the API wants the token (kept for this tab only).
+async function command(btn) {
+  const out = document.getElementById("cmd-result");
+  const token = document.getElementById("token").value;
+  sessionStorage.setItem("mbus-token", token);
+  if (!selected) return;
+  const cmd = btn.dataset.cmd;
+  const init = { method: "POST", headers: { "Authorization": "Bearer " + token } };
+  if (cmd === "breaker") {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify({ state: btn.dataset.state });
+  }
+  out.textContent = `${cmd} ${selected}…`;
+  try {
+    const r = await fetch(`/api/meters/${encodeURIComponent(selected)}/${cmd}`, init);
+    const body = await r.json();
+    out.textContent = r.ok ? `${cmd} ${selected}: done` : `${cmd} ${selected}: ${body.error}`;
+    if (r.ok) refresh();
+  } catch (e) {
+    out.textContent = `${cmd}: ${e.message}`;
+  }
+}
+
+function updateButtons(meters) {
+  const m = meters.find(x => x.name === selected);
+  for (const b of document.querySelectorAll(".commands button.breaker")) {
+    b.disabled = !m || !m.breaker;
+  }
+}
+
+document.getElementById("token").value = sessionStorage.getItem("mbus-token") || "";
+for (const b of document.querySelectorAll(".commands button")) {
+  b.addEventListener("click", () => command(b));
 }
 
 refresh();
