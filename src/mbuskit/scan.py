@@ -138,6 +138,9 @@ def _visit(node: _Node, st: _State, enhanced: bool, read_retries: int, *,
            verify: bool = False, entry: _Entry = _Entry.PROBE,
            hint: str | None = None) -> Generator[object, Answer | None, int]:
     """Settle ``node``: returns how many meters are under it."""
+    # meters collided in a read-out (not a garbled E5, which the wired AND makes a sign of
+    # noise): each later split may treat a lone answering child as holding them all
+    collided = entry is _Entry.COLLIDED
     if entry is not _Entry.COLLIDED:
         if entry is _Entry.PROBE:
             outcome = yield from _select(node, st, verify)
@@ -160,6 +163,7 @@ def _visit(node: _Node, st: _State, enhanced: bool, read_retries: int, *,
         hint = None
         if outcome is Outcome.ACK:
             kind, frame, hint = yield from _read(node, st, read_retries)
+            collided = True
         else:
             kind = _Kind.COLLISION
         if kind is _Kind.FOUND:
@@ -169,7 +173,8 @@ def _visit(node: _Node, st: _State, enhanced: bool, read_retries: int, *,
             return 1
     children = _hinted_split(node, hint) if hint else []
     if children:
-        total, empty = yield from _descend(children, st, enhanced, read_retries, hint)
+        total, empty = yield from _descend(children, st, enhanced, read_retries, hint,
+                                           collided)
         if total >= 2:
             total += yield from _recheck(children, empty, st, enhanced, read_retries)
             # the digits the wired AND ruled out hold nobody: their share is settled too
@@ -188,7 +193,7 @@ def _visit(node: _Node, st: _State, enhanced: bool, read_retries: int, *,
                          "several meters answer this full address and cannot be told apart")
         yield from _settle(node, st)
         return 2
-    total, empty = yield from _descend(children, st, enhanced, read_retries, None)
+    total, empty = yield from _descend(children, st, enhanced, read_retries, None, collided)
     if total < 2 and not st.careful:
         # A collision holds at least two meters; fewer below means a lost frame or a read-out
         # garbled by noise. Look at the empty children again, and be careful from now on.
@@ -202,7 +207,7 @@ def _recheck(children: list[_Node], empty: list[_Node], st: _State, enhanced: bo
              read_retries: int) -> Generator[object, Answer | None, int]:
     """One empty digit amid answering siblings (a batch of consecutive meter numbers) is more
     likely a lost selection than a gap, and a second look at it costs little."""
-    if st.careful or not empty or len(empty) > len(children) // 2:
+    if st.careful or not empty or len(children) < len(DIGITS) or len(empty) > len(children) // 2:
         return 0
     return (yield from _reprobe(empty, st, enhanced, read_retries))
 
@@ -218,8 +223,9 @@ def _reprobe(empty: list[_Node], st: _State, enhanced: bool,
     return total
 
 
-def _descend(children: list[_Node], st: _State, enhanced: bool, read_retries: int,
-             hint: str | None) -> Generator[object, Answer | None, tuple[int, list[_Node]]]:
+def _descend(  # noqa: PLR0917
+        children: list[_Node], st: _State, enhanced: bool, read_retries: int, hint: str | None,
+        collided: bool) -> Generator[object, Answer | None, tuple[int, list[_Node]]]:
     """Children of a collided mask: select each first (cheap), then look into those that
     answered. When only one answered, every meter of the collision is under it, so it is split
     again at once without the read-out that would only collide again."""
@@ -231,7 +237,7 @@ def _descend(children: list[_Node], st: _State, enhanced: bool, read_retries: in
             yield from _settle(child, st)
     empty = [c for c, o in zip(children, outcomes, strict=True) if o is Outcome.SILENT]
     answered = [i for i, o in enumerate(outcomes) if o is not Outcome.SILENT]
-    if len(answered) == 1 and hint is not None:
+    if len(answered) == 1 and collided:
         total = yield from _visit(children[answered[0]], st, enhanced, read_retries,
                                   entry=_Entry.COLLIDED, hint=hint)
         return total, empty
@@ -300,6 +306,7 @@ def _read(node: _Node, st: _State, read_retries: int) -> Generator[object, Answe
     hint when the collided answers lined up)."""
     # FCB set: the first REQ_UD2 after a selection (EN 13757-2 5.4); a repeat keeps it.
     request = Request(req_ud2(ADDRESS_NETWORK, fcb=True), Expect.DATA, ADDRESS_NETWORK)
+    garbled_before = False
     for attempt in range(read_retries + 1):
         reply = yield request
         assert reply is not None
@@ -307,6 +314,8 @@ def _read(node: _Node, st: _State, read_retries: int) -> Generator[object, Answe
             st.careful = True  # the meter acknowledged, so its answer got lost
             continue
         if reply.outcome is Outcome.FRAME and isinstance(reply.frame, LongFrame):
+            if garbled_before:
+                st.careful = True  # garbled, then clean: that was noise, not a collision
             address = address_of(reply.frame)
             if address is not None and matches(address, node.mask):
                 fab = fabrication_of(reply.frame)
@@ -317,14 +326,35 @@ def _read(node: _Node, st: _State, read_retries: int) -> Generator[object, Answe
                     return _Kind.COLLISION, None, None
             st.careful = True  # a good checksum on the wrong address: noise got through
             return _Kind.COLLISION, None, None
-        if attempt < read_retries and (st.careful or _bit_error(reply.raw)):
-            # A garbled read-out may be one meter hit by noise: a collision repeats (the same
-            # meters answer the repeat alike), noise rarely does. Retried on a line known to be
-            # noisy, and whenever the checksum is off by what one flipped bit does.
-            st.careful = st.careful or _bit_error(reply.raw)
+        if attempt < read_retries and st.careful:
+            # On a noisy line a garbled read-out may be one meter: a collision repeats (the
+            # same meters answer the repeat alike), noise rarely does.
+            garbled_before = True
             continue
+        if attempt < read_retries and _bit_error(reply.raw):
+            # Off as by one flipped bit: probably one meter and noise. Selecting the address
+            # the frame names tells more cheaply than a second read-out: a real meter answers,
+            # the AND of several addresses matches nobody.
+            single = yield from _named_meter(node, reply.raw, st)
+            if single:
+                garbled_before = True
+                continue
         return _Kind.COLLISION, None, and_hint(reply.raw)
     return _Kind.COLLISION, None, None
+
+
+def _named_meter(node: _Node, raw: bytes, st: _State) -> Generator[object, Answer | None, bool]:
+    """Whether the meter a damaged frame names answers its exact (enhanced) address; it is
+    then the one selected."""
+    named = LongFrame(raw[4], raw[5], raw[6], bytes(raw[7:-2]))
+    address = address_of(named)
+    if address is None or not matches(address, node.mask):
+        return False
+    fab = fabrication_of(named) if st.enhanced else None
+    st.probes += 1
+    answer = yield Request(select_frame(address, fab), Expect.ACK, ADDRESS_NETWORK)
+    assert answer is not None
+    return answer.outcome is Outcome.ACK
 
 
 def _confirm(node: _Node, address: str, fab_read: str | None,
