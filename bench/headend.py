@@ -88,7 +88,7 @@ def _free_base(n: int) -> int:
     raise SystemExit("no block of free ports")
 
 
-def _wait_ports(ports: list[int], timeout: float = 60.0) -> None:
+def _wait_ports(ports: list[int], timeout: float = 240.0) -> None:
     end = time.monotonic() + timeout
     for p in ports:
         while True:
