@@ -108,7 +108,6 @@ class Scheduler:
         self.stored = 0  # readings committed by this process
         self.storage_errors = 0
         self.storage_ok = True
-        self._stopping = False
 
     # ---- lifecycle ----
     async def start(self, *, buses: Sequence[str] | None = None, loops: bool = True) -> None:
@@ -157,7 +156,6 @@ class Scheduler:
         self._stopping_buses.discard(name)
 
     async def stop(self, *, flush_timeout: float = 5.0) -> None:
-        self._stopping = True
         for name in list(self._bus_tasks):
             await self.stop_bus(name)
         # give the writer a chance to commit what is queued
