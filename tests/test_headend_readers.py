@@ -126,3 +126,23 @@ async def test_lost_transport_is_reopened() -> None:
         await reader.read(cfg.meters[0])
     # the next poll opens the port again
     assert await reader.read(cfg.meters[0])
+
+
+async def test_encrypted_meter_needs_its_key_from_the_config() -> None:
+    from dataclasses import replace
+
+    from mbuskit.errors import SecurityError
+
+    key = bytes(range(16))
+    (spec,) = seeded_meters(1, 21)
+    now = time.time()
+    bus = SimBus([kamstrup_slave(replace(spec, key=key), now, 2400, None)], baud=2400,
+                 start=now)
+    cfg = parse_config(f'[keys]\nk1 = "{key.hex()}"\n[[buses]]\nname = "b"\ntcp = "h:1"\n'
+                       '[[meters]]\nname = "enc"\nbus = "b"\nprimary = 1\nkey = "k1"\n')
+    reader = MasterReader(bus, keys=cfg.keys)
+    regs = {r.register for r in readings_from("enc", await reader.read(cfg.meters[0]), 0.0)}
+    assert {"energy", "power.phase_L1"} <= regs
+    with pytest.raises(SecurityError):
+        # the same meter configured without its key: refused, clearly
+        await reader.read(replace(cfg.meters[0], key=None))
