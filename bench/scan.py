@@ -29,7 +29,6 @@ import asyncio
 import json
 import random
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
