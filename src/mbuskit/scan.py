@@ -430,7 +430,9 @@ def _hinted_split(node: _Node, hint: str) -> list[_Node]:
 
     A wildcard digit with one candidate (7 or 9: no other BCD digit has all its bits) is the
     same for every meter and is fixed at once; the mask is split on the wildcard digit with
-    the fewest candidates (at least two), the least significant one on a tie.
+    the fewest candidates (at least two), the more significant one on a tie: below a shared
+    prefix, a batch of consecutive numbers takes few values in its leading free digit, and
+    splitting there first leaves dense groups that split without empty probes.
     """
     ident = list(node.mask[:8])
     free = [p for p in range(8) if ident[p] == "F"]
@@ -455,9 +457,7 @@ def _hinted_split(node: _Node, hint: str) -> list[_Node]:
     if len(free) == 8:
         pos = max(open_positions)
     else:
-        pos = min(open_positions, key=lambda p: (len(options[p]) / _DIFFER[int(hint[p])], -p))
-    if len(options[pos]) == len(DIGITS) and len(open_positions) == len(free):
-        return []  # the hint says nothing: the plain split is the same
+        pos = min(open_positions, key=lambda p: (len(options[p]) / _DIFFER[int(hint[p])], p))
     child_weight = weight / len(DIGITS)
     out = []
     for d in options[pos]:
