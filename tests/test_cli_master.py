@@ -203,3 +203,16 @@ def test_ctrl_c_stops_a_scan_and_prints_what_was_found(tmp_path: Path) -> None:
     finally:
         emulate.send_signal(signal.SIGINT)
         emulate.wait(timeout=30)
+
+
+def test_commands_to_a_keyed_meter_are_encrypted(gateway: Served, tmp_path: Path) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text(f"55556666 = {KEY}\n")
+    keyed = gateway.slaves[3]
+    plain = _mbus("breaker", "--port", gateway.url, "4", "disconnect")
+    assert plain.exit_code != 0  # the keyed module refuses a plain command
+    assert keyed.device.meter.breaker.name == "CONNECTED"
+    result = _mbus("breaker", "--port", gateway.url, "4", "disconnect", "--key-file", str(keys))
+    assert result.exit_code == 0, result.output
+    assert keyed.device.meter.breaker.name != "CONNECTED"
+    assert KEY not in result.output
