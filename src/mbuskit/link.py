@@ -89,14 +89,11 @@ class Ack:
         return b"\xe5"
 
 
-@dataclass(frozen=True, slots=True)
-class ShortFrame:
-    control: int
-    address: int
+class _ControlField:
+    """The C-field views shared by short and long frames (EN 13757-2 5.4)."""
 
-    def __post_init__(self) -> None:
-        _check_byte("control", self.control)
-        _check_byte("address", self.address)
+    __slots__ = ()
+    control: int
 
     @property
     def function(self) -> Function | None:
@@ -114,6 +111,16 @@ class ShortFrame:
     def from_master(self) -> bool:
         return bool(self.control & C_PRM)
 
+
+@dataclass(frozen=True, slots=True)
+class ShortFrame(_ControlField):
+    control: int
+    address: int
+
+    def __post_init__(self) -> None:
+        _check_byte("control", self.control)
+        _check_byte("address", self.address)
+
     def encode(self) -> bytes:
         return bytes(
             (START_SHORT, self.control, self.address, (self.control + self.address) & 0xFF, STOP)
@@ -121,7 +128,7 @@ class ShortFrame:
 
 
 @dataclass(frozen=True, slots=True)
-class LongFrame:
+class LongFrame(_ControlField):
     """A long frame; with no data it is a control frame (L = 3)."""
 
     control: int
@@ -139,22 +146,6 @@ class LongFrame:
     @property
     def is_control_frame(self) -> bool:
         return not self.data
-
-    @property
-    def function(self) -> Function | None:
-        return function_of(self.control)
-
-    @property
-    def fcb(self) -> bool:
-        return bool(self.control & C_FCB)
-
-    @property
-    def fcv(self) -> bool:
-        return bool(self.control & C_FCV)
-
-    @property
-    def from_master(self) -> bool:
-        return bool(self.control & C_PRM)
 
     def encode(self) -> bytes:
         body = bytes((self.control, self.address, self.ci)) + self.data
