@@ -151,6 +151,13 @@ def test_writes_reach_the_meter(gateway: Served) -> None:
     assert bad.exit_code == cli_master.EXIT_USAGE
 
 
+@pytest.mark.parametrize("bad", ["7-3", "x", "0-251", "-1"])
+def test_primary_scan_range_is_checked(bad: str) -> None:
+    result = _mbus("scan", "--port", "tcp://127.0.0.1:9", "--mode", "primary",
+                   "--addresses", bad)
+    assert result.exit_code == 2 and "--addresses" in result.output
+
+
 def test_raw_prints_the_answer(gateway: Served) -> None:
     ok = _mbus("raw", "--port", gateway.url, "10 40 02 42 16")
     assert ok.exit_code == 0 and ok.output.strip() == "e5"
@@ -165,8 +172,9 @@ def test_baud_auto_reports_each_meters_rate_on_a_serial_line() -> None:
     now = time.time()
     slaves = [kamstrup_slave(SPECS[0], now, 2400, None), kamstrup_slave(SPECS[1], now, 9600, None)]
     for served in _serve("pty", slaves):
+        # three rates x 251 empty addresses would spend minutes in timeouts at 300 baud
         result = _mbus("scan", "--port", served.url, "--baud", "auto", "--format", "json",
-                       "--mode", "primary")
+                       "--mode", "primary", "--addresses", "0-4")
         assert result.exit_code == 0, result.output
         rates = {r["primary"]: r["baud"] for r in json.loads(result.output)}
         assert rates == {1: 2400, 2: 9600}

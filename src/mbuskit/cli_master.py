@@ -234,15 +234,18 @@ def _secondary(address: int | str) -> bool:
               help="Secondary search only under this mask (F = wildcard).")
 @click.option("--no-enhanced", is_flag=True,
               help="Do not separate meters sharing a meter number by fabrication number.")
+@click.option("--addresses", default="0-250", show_default=True, metavar="FIRST-LAST",
+              help="Primary scan only: the address range to probe.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal).")
 @click.pass_context
 def scan(ctx: click.Context, *, port: str, baud: str, timeout: float | None, retries: int,
          key_file: Path | None, trace: bool, mode: str, mask: str, no_enhanced: bool, fmt: str,
-         progress: bool | None) -> None:
+         progress: bool | None, addresses: str) -> None:
     """Find the meters on the bus (secondary wildcard search, or primary 0-250)."""
     rates = list(AUTO_BAUDS) if baud.lower() == "auto" else [_baud(baud)]
+    primaries = _address_range(addresses)
     try:
         mask = normalize_mask(mask)
     except LocalError as exc:
@@ -261,7 +264,7 @@ def scan(ctx: click.Context, *, port: str, baud: str, timeout: float | None, ret
             holder.append(master)
             try:
                 if mode == "primary":
-                    await master.scan_primary(on_event=bar.update)
+                    await master.scan_primary(primaries, on_event=bar.update)
                 else:
                     await master.scan_secondary(mask, enhanced=not no_enhanced,
                                                 on_event=bar.update)
@@ -286,6 +289,18 @@ def scan(ctx: click.Context, *, port: str, baud: str, timeout: float | None, ret
     if interrupted:
         click.echo(f"mbus scan: interrupted; {len(found)} meter(s) found so far", err=True)
         sys.exit(EXIT_INTERRUPTED)
+
+
+def _address_range(text: str) -> range:
+    first, sep, last = text.partition("-")
+    try:
+        lo, hi = int(first), int(last if sep else first)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not FIRST-LAST", param_hint="--addresses") from None
+    if not 0 <= lo <= hi <= 250:
+        raise click.BadParameter(f"{text!r}: primary addresses are 0-250",
+                                 param_hint="--addresses")
+    return range(lo, hi + 1)
 
 
 class _Bar:
