@@ -16,7 +16,10 @@ for its purge (``mbus_purge_frames`` reads until a timeout). A wait costs libmbu
 serial timeout at 2400 baud (0.3 s, ``mbus-serial.c``); the bracketed figures charge it the
 shorter EN 13757-2 window ours uses (330 bit times + 50 ms) instead.
 
-Floor: one selection and one read-out per meter, back to back.
+Floor: one selection and one full read-out (the standard telegram) per meter, back to back.
+Ours asks each selected meter for its fabrication number only (readout selection, then
+application reset; ``--full-reads`` turns that off), so it can come in under that floor: the
+floor assumes full reads, and the output says so when ours is below it.
 
 Run: ``python bench/scan.py`` (needs node and tests/interop/node_modules, see
 .ci/install-node-mbus.sh; without them only our side is measured).
@@ -93,7 +96,7 @@ def slaves(pop: Population) -> list[Any]:
 
 
 def floor_seconds(pop: Population) -> float:
-    """One selection (enhanced where numbers are shared) and one read-out per meter."""
+    """One selection (enhanced where numbers are shared) and one full read-out per meter."""
     numbers = [s.meter_number for s in pop.specs]
     total = 0.0
     for slave, spec in zip(slaves(pop), pop.specs, strict=True):
@@ -104,10 +107,10 @@ def floor_seconds(pop: Population) -> float:
     return total
 
 
-async def ours(pop: Population) -> tuple[float, int, int]:
+async def ours(pop: Population, short_reads: bool = True) -> tuple[float, int, int]:
     bus = SimBus(slaves(pop), baud=BAUD, start=START)
     master = Master(bus)
-    found = await master.scan_secondary()
+    found = await master.scan_secondary(short_reads=short_reads)
     got = {(f.address[:8], int(f.fabrication)) for f in found if f.address and f.fabrication}
     missed = len(pop.expected() - got)
     return bus.bus_seconds, missed, bus.frames_sent
@@ -176,13 +179,17 @@ def main() -> int:
                         help="node-mbus TCP timeout (wall clock only; the bus model charges "
                              "the answer window)")
     parser.add_argument("--only", default=None, help="run only populations whose name has this")
+    parser.add_argument("--ours-only", action="store_true",
+                        help="skip libmbus (its replay of 250 random meters takes minutes)")
+    parser.add_argument("--full-reads", action="store_true",
+                        help="ours identifies each meter by its full standard telegram")
     args = parser.parse_args()
     # libmbus waits its own serial timeout at this rate (0.3 s at 2400 baud, mbus-serial.c)
     # for a silent answer and for each purge; also shown: libmbus charged our window
     windows = (timing.LIBMBUS_SERIAL_TIMEOUT[BAUD], timing.master_timeout(BAUD))
-    have_node = shutil.which("node") is not None and (INTEROP / "node_modules" /
-                                                      "node-mbus").is_dir()
-    if not have_node:
+    have_node = not args.ours_only and shutil.which("node") is not None and (
+        INTEROP / "node_modules" / "node-mbus").is_dir()
+    if not have_node and not args.ours_only:
         print("node-mbus not installed (.ci/install-node-mbus.sh): measuring ours only",
               file=sys.stderr)
     print(f"secondary search, {BAUD} baud, bus seconds; a silent answer costs ours the "
@@ -194,8 +201,9 @@ def main() -> int:
         if args.only and args.only not in pop.name:
             continue
         started = time.monotonic()
-        our_s, our_missed, our_frames = asyncio.run(ours(pop))
+        our_s, our_missed, our_frames = asyncio.run(ours(pop, not args.full_reads))
         floor = floor_seconds(pop)
+        below = "  (below the floor: it assumes full read-outs)" if our_s < floor else ""
         if have_node:
             lib_s, lib_same, lib_missed, lib_frames, error = libmbus(
                 pop, args.libmbus_timeout_ms, windows)
@@ -208,10 +216,10 @@ def main() -> int:
                   f"ratio {ratio:.2f} [{lib_same:.1f} s {ratio_same:.2f}]  floor {floor:6.1f} s"
                   f"  missed ours {our_missed} "
                   f"libmbus {lib_missed}  frames {our_frames}/{lib_frames}  "
-                  f"[{time.monotonic() - started:.0f} s]{note}", flush=True)
+                  f"[{time.monotonic() - started:.0f} s]{note}{below}", flush=True)
         else:
             print(f"{pop.name:<24} ours {our_s:8.1f} s  floor {floor:7.1f} s  "
-                  f"missed ours {our_missed}  frames {our_frames}", flush=True)
+                  f"missed ours {our_missed}  frames {our_frames}{below}", flush=True)
     if have_node:
         print(f"worst ratio {worst:.2f} [{worst_same:.2f} with libmbus charged our window] "
               "(bar: <= 0.50)")

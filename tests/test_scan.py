@@ -32,10 +32,12 @@ def _population(n: int, seed: int, *, consecutive: bool) -> list[FakeMeter]:
 
 
 async def _search(meters: list[FakeMeter], *, noise: float = 0.0, seed: int = 0,
-                  events: list[object] | None = None) -> tuple[SimBus, Master, list[Found]]:
+                  events: list[object] | None = None,
+                  short_reads: bool = True) -> tuple[SimBus, Master, list[Found]]:
     bus = SimBus(meters, baud=2400, noise=noise, seed=seed)
     master = Master(bus, more_follows=_single)
-    found = await master.scan_secondary(on_event=events.append if events is not None else None)
+    found = await master.scan_secondary(on_event=events.append if events is not None else None,
+                                        short_reads=short_reads)
     return bus, master, found
 
 
@@ -55,7 +57,8 @@ async def test_secondary_search_finds_every_meter_once(n: int, consecutive: bool
 async def test_a_delivery_batch_separates_on_the_last_digit_without_empty_probes() -> None:
     meters = [FakeMeter(f"4711{k:04d}", fabrication=f"{9000 + k:08d}", energy=k * 37)
               for k in range(10)]
-    _, master, found = await _search(meters)
+    # full reads: these fakes refuse a readout selection (silence), which costs windows
+    _, master, found = await _search(meters, short_reads=False)
     assert len(found) == 10
     # root collision, then ten single meters: nobody waited a whole answer window for nothing
     assert master.stats.timeouts == 0
@@ -242,3 +245,91 @@ async def test_twins_on_a_noisy_line_are_all_found_and_read_right(seed: int) -> 
         fab = [r.value for r in telegrams[0].records if r.quantity == "fabrication_number"]
         assert fab == [int(item.fabrication or "0")]
         assert str(telegrams[0].secondary_address) == item.address
+
+
+# -- short reads: readout selection of the fabrication number, then application reset ----------
+
+
+def _standard_frame(slave: object) -> bytes:
+    """What a twin sends for a REQ_UD2 at its primary address, now."""
+    from mbuskit.link import ShortFrame
+
+    reply = slave.handle(ShortFrame(0x7B, 0), 1.7e9 + 100)  # type: ignore[attr-defined]
+    assert reply is not None
+    return bytes(reply.data)
+
+
+async def test_short_reads_find_a_batch_and_leave_every_twin_on_its_standard_telegram() -> None:
+    slaves, truth = _twins(30, 4, consecutive=True)
+    standard = [len(_standard_frame(s)) for s in slaves]
+    bus = SimBus(slaves, start=1.7e9)  # type: ignore[arg-type]
+    master = Master(bus)
+    lines: list[tuple[str, bytes]] = []
+    master.trace = lambda way, data: lines.append((way, data))
+    found = await master.scan_secondary()
+    assert sorted((int((f.address or "")[:8]), f.fabrication) for f in found) == sorted(
+        (number, f"{serial:08d}") for number, serial in truth)
+    answers = [data for way, data in lines if way == "<" and data[:1] == b"\x68"]
+    # every read-out was short: header and the fabrication number record only
+    assert answers and max(len(a) for a in answers) < min(standard)
+    sent = [data for way, data in lines if way == ">"]
+    assert any(d[4:7] == bytes.fromhex("73FD51") and d[7:9] == b"\x08\x78" for d in sent)
+    assert not any(s.selected for s in slaves)  # type: ignore[attr-defined]
+    assert all(s.device.readout == "standard" for s in slaves)  # type: ignore[attr-defined]
+    assert [len(_standard_frame(s)) for s in slaves] == standard
+
+
+async def test_short_reads_cost_less_bus_time_than_full_reads() -> None:
+    times = []
+    for short in (True, False):
+        slaves, _ = _twins(20, 9, consecutive=False)
+        bus = SimBus(slaves, start=1.7e9)  # type: ignore[arg-type]
+        found = await Master(bus).scan_secondary(short_reads=short)
+        assert len(found) == 20
+        times.append(bus.bus_seconds)
+    assert times[0] < 0.7 * times[1]
+
+
+@pytest.mark.parametrize("consecutive", [False, True])
+async def test_meters_that_ignore_the_readout_selection_are_read_in_full(
+        consecutive: bool) -> None:
+    # the generic slave with a device that acknowledges every SND_UD and keeps sending its
+    # whole telegram
+    rng = random.Random(11)
+    base = rng.randrange(10**7, 10**8 - 20)
+    idents = (list(range(base, base + 12)) if consecutive
+              else [rng.randrange(10**8) for _ in range(12)])
+    slaves = [Slave(_Device(i, 70000000 + k), primary_address=0) for k, i in enumerate(idents)]
+    bus = SimBus(slaves)
+    master = Master(bus, more_follows=_single)
+    found = await master.scan_secondary()
+    assert sorted((f.address or "", f.fabrication) for f in found) == sorted(
+        (f"{i:08d}2D2C0102", f"{70000000 + k:08d}") for k, i in enumerate(idents))
+    assert all(f.frame is not None and len(f.frame.data) > 18 for f in found)
+
+
+async def test_meters_that_refuse_the_readout_selection_stop_being_asked() -> None:
+    # these fakes stay silent to a readout selection (a refusal): a window each time
+    meters = [FakeMeter(f"4711{k:04d}", fabrication=f"{9000 + k:08d}", energy=k * 37)
+              for k in range(10)]
+    _, master, found = await _search(meters)
+    assert sorted(f.address or "" for f in found) == sorted(m.address for m in meters)
+    # every fake hears every frame: one log shows what the master sent
+    asked = sum(1 for d in meters[0].log if d[6:9] == b"\x51\x08\x78")
+    assert 1 <= asked <= 3  # asked at the root and for two meters, then no more
+    assert master.stats.timeouts == asked
+
+
+async def test_a_mixed_bus_is_found_whole() -> None:
+    from mbuskit.emulator import MeterSpec, kamstrup_slave
+
+    twins = [kamstrup_slave(MeterSpec(address=0, meter_number=50000000 + k,
+                                      serial_number=60000000 + k, seed=k), 1.7e9, 2400, None)
+             for k in range(6)]
+    fakes = [FakeMeter(f"5000001{k}", fabrication=f"{80000000 + k:08d}", energy=k)
+             for k in range(4)]
+    bus = SimBus([*twins, *fakes], start=1.7e9)
+    found = await Master(bus, more_follows=_single).scan_secondary()
+    assert sorted(f.address[:8] for f in found if f.address) == sorted(
+        [f"{50000000 + k}" for k in range(6)] + [f"5000001{k}" for k in range(4)])
+    assert all(t.device.readout == "standard" for t in twins)

@@ -234,6 +234,9 @@ def _secondary(address: int | str) -> bool:
               help="Secondary search only under this mask (F = wildcard).")
 @click.option("--no-enhanced", is_flag=True,
               help="Do not separate meters sharing a meter number by fabrication number.")
+@click.option("--full-reads", is_flag=True,
+              help="Identify each meter by its whole standard telegram instead of asking it for "
+                   "its fabrication number only (readout selection, then application reset).")
 @click.option("--addresses", default="0-250", show_default=True, metavar="FIRST-LAST",
               help="Primary scan only: the address range to probe.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
@@ -242,7 +245,7 @@ def _secondary(address: int | str) -> bool:
 @click.pass_context
 def scan(ctx: click.Context, *, port: str, baud: str, timeout: float | None, retries: int,
          key_file: Path | None, trace: bool, mode: str, mask: str, no_enhanced: bool, fmt: str,
-         progress: bool | None, addresses: str) -> None:
+         progress: bool | None, addresses: str, full_reads: bool) -> None:
     """Find the meters on the bus (secondary wildcard search, or primary 0-250)."""
     rates = list(AUTO_BAUDS) if baud.lower() == "auto" else [_baud(baud)]
     primaries = _address_range(addresses)
@@ -267,6 +270,7 @@ def scan(ctx: click.Context, *, port: str, baud: str, timeout: float | None, ret
                     await master.scan_primary(primaries, on_event=bar.update)
                 else:
                     await master.scan_secondary(mask, enhanced=not no_enhanced,
+                                                short_reads=not full_reads,
                                                 on_event=bar.update)
             except asyncio.CancelledError:
                 # Ctrl-C: stop cleanly, report what was found so far (the session deselects)

@@ -647,10 +647,12 @@ class Master:
                                              retries=self.retries), on_event)
 
     async def scan_secondary(self, mask: str = "FFFFFFFFFFFFFFFF", *, enhanced: bool = True,
+                             short_reads: bool = True,
                              on_event: Callable[[object], None] | None = None) -> list[Found]:
         from .scan import secondary_search
 
-        return await self._scan(secondary_search(mask, enhanced=enhanced), on_event)
+        return await self._scan(secondary_search(mask, enhanced=enhanced,
+                                                 short_reads=short_reads), on_event)
 
     async def _scan(self, search: Generator[object, Answer | None, None],
                     on_event: Callable[[object], None] | None) -> list[Found]:

@@ -21,6 +21,14 @@ it differs from libmbus's (``mbus_scan_2nd_address_range``):
   are separated by their fabrication number with the enhanced selection (``0C 78`` record with
   F wildcard nibbles), split the same way.
 * Found meters are de-duplicated; the bus is left deselected (SND_NKE to 253).
+* Short reads (default): a selected mask is asked for its fabrication number only (SND_UD CI
+  51h with the selection-for-readout record ``08 78``, EN 13757-3 6.3.4) before the REQ_UD2, so
+  the RSP_UD is the 12-byte long header (ID, manufacturer, version, medium) and one record, not
+  the whole standard telegram; collisions stay garbled (the short answers still differ in ID
+  and fabrication number). An application reset (CI 50h) right after the read-out, before any
+  other selection, returns every meter that was selected to its standard telegram (the
+  readout selection survives deselection). A meter that ignores the request answers in full;
+  one that refuses it stays silent, and once refusals outnumber acceptances we stop asking.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from dataclasses import dataclass, field
 
 from .link import ADDRESS_NETWORK, LongFrame
 from .master import (
+    CI_APPLICATION_RESET,
+    CI_DATA_SEND,
     Answer,
     Expect,
     Found,
@@ -45,11 +55,17 @@ from .master import (
     req_ud2,
     select_frame,
     snd_nke,
+    snd_ud,
 )
 
 DIGITS = "0123456789"  # ID and fabrication digits are BCD (EN 13757-3 7.2); F is the wildcard
 
 Search = Generator[object, Answer | None, None]
+
+# Selection for readout (DIF data field 8h, EN 13757-3 6.3.4) of the fabrication number
+# (VIF 78h): the one record the enhanced search needs besides the long header.
+READOUT_FABRICATION = bytes((0x08, 0x78))
+_RESET_RETRIES = 2  # an application reset lost on the line is repeated (it is idempotent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,19 +108,26 @@ class _State:
     careful: bool = False  # noise seen: probe empty masks twice
     unverified: list[_Node] = field(default_factory=list)  # empty after one probe only
     enhanced: bool = True  # meters understand the enhanced selection (0C 78 record)
+    short_reads: bool = True  # ask for the fabrication number only before a read-out
+    short_accepted: int = 0  # readout selections acknowledged
+    short_refused: int = 0  # silent readout selections before a clean read-out
+    reset_pending: bool = False  # a readout selection may be in force: reset before selecting
+    reset_retries: int = 0  # repeats of that reset on silence (none when the meters were silent)
 
 
 def secondary_search(mask: str = "F" * 16, *, fabrication: str | None = None,
                      enhanced: bool = True, careful: bool = False,
-                     read_retries: int = 1) -> Search:
+                     read_retries: int = 1, short_reads: bool = True) -> Search:
     """Find every meter under ``mask`` (libmbus form, F = wildcard).
 
     ``careful`` starts with empty masks probed twice (a line known to be noisy); otherwise that
     starts at the first sign of noise. ``enhanced`` allows splitting meters that share a meter
-    number by their fabrication number.
+    number by their fabrication number. ``short_reads`` identifies a selected meter by its
+    header and fabrication number only (readout selection, then application reset) instead of
+    its whole standard telegram.
     """
     root = _Node(normalize_mask(mask), normalize_fabrication(fabrication), 1.0)
-    st = _State(careful=careful, enhanced=enhanced)
+    st = _State(careful=careful, enhanced=enhanced, short_reads=short_reads)
     count = yield from _visit(root, st, enhanced, read_retries)
     if count == 0 and not st.careful:
         # An empty bus is cheap to confirm, and a lost first selection would hide everyone.
@@ -302,6 +325,47 @@ _Read = tuple[_Kind, LongFrame | None, str | None]
 
 
 def _read(node: _Node, st: _State, read_retries: int) -> Generator[object, Answer | None, _Read]:
+    """Read-out of a selected mask, short when the meters take a readout selection; every
+    meter selected is back on its standard telegram when this returns."""
+    asked = Outcome.SILENT
+    if st.short_reads and st.short_refused <= st.short_accepted + 1:
+        request = Request(snd_ud(ADDRESS_NETWORK, CI_DATA_SEND, READOUT_FABRICATION, fcb=True),
+                          Expect.ACK, ADDRESS_NETWORK)
+        st.probes += 1
+        answer = yield request
+        assert answer is not None
+        asked = answer.outcome
+        # a silent meter may have lost our frame, or its E5 got lost: reset it all the same
+        st.reset_pending = True
+        st.reset_retries = _RESET_RETRIES if asked is not Outcome.SILENT else 0
+        if asked is Outcome.ACK:
+            st.short_accepted += 1
+    result = yield from _read_plain(node, st, read_retries, asked)
+    yield from _restore(st)
+    return result
+
+
+def _restore(st: _State) -> Generator[object, Answer | None, None]:
+    """Application reset (CI 50h, EN 13757-3 6.5) of the meters still selected: back to the
+    standard telegram, before another selection leaves them out of reach."""
+    if not st.reset_pending:
+        return
+    st.reset_pending = False
+    retries = st.reset_retries
+    request = Request(snd_ud(ADDRESS_NETWORK, CI_APPLICATION_RESET, fcb=False), Expect.ACK,
+                      ADDRESS_NETWORK)
+    for _ in range(retries + 1):
+        st.probes += 1
+        answer = yield request
+        assert answer is not None
+        if answer.outcome is not Outcome.SILENT:
+            return  # E5 (several meters' alike) or garbled E5s: it reached them
+    if retries:
+        st.careful = True  # they acknowledged the readout selection, so a reset got lost
+
+
+def _read_plain(node: _Node, st: _State, read_retries: int,
+                asked: Outcome) -> Generator[object, Answer | None, _Read]:
     """Read-out of a selected mask: FOUND (one meter, confirmed) or COLLISION (with the AND
     hint when the collided answers lined up)."""
     # FCB set: the first REQ_UD2 after a selection (EN 13757-2 5.4); a repeat keeps it.
@@ -314,12 +378,20 @@ def _read(node: _Node, st: _State, read_retries: int) -> Generator[object, Answe
             st.careful = True  # the meter acknowledged, so its answer got lost
             continue
         if reply.outcome is Outcome.FRAME and isinstance(reply.frame, LongFrame):
+            if st.reset_pending and asked is Outcome.SILENT:
+                # silent to the readout selection, yet here and answering: it refuses them
+                st.short_refused += 1
             if garbled_before:
                 st.careful = True  # garbled, then clean: that was noise, not a collision
             address = address_of(reply.frame)
-            if address is not None and matches(address, node.mask):
+            # ID and fabrication digits are BCD: a hex digit there is noise that kept the checksum
+            if address is not None and address[:8].isdigit() and matches(address, node.mask):
                 fab = fabrication_of(reply.frame)
+                if fab is not None and not fab.isdigit():
+                    st.careful = True
+                    return _Kind.COLLISION, None, None
                 if node.fabrication is None or fab is None or _fab_matches(fab, node.fabrication):
+                    yield from _restore(st)
                     confirmed = yield from _confirm(node, address, fab, st)
                     if confirmed:
                         return _Kind.FOUND, reply.frame, None
@@ -335,12 +407,34 @@ def _read(node: _Node, st: _State, read_retries: int) -> Generator[object, Answe
             # Off as by one flipped bit: probably one meter and noise. Selecting the address
             # the frame names tells more cheaply than a second read-out: a real meter answers,
             # the AND of several addresses matches nobody.
+            yield from _restore(st)
             single = yield from _named_meter(node, reply.raw, st)
             if single:
                 garbled_before = True
                 continue
-        return _Kind.COLLISION, None, and_hint(reply.raw)
+        hint = and_hint(reply.raw)
+        # a wrong hint at the root would hide whole batches, and before the first sign of
+        # noise the line is not known to be clean: a second short read there, and on a line
+        # known to be noisy at every hint (elsewhere the hint is trusted, as with full reads)
+        if hint is not None and asked is Outcome.ACK and (st.careful or node.weight == 1.0):
+            hint = yield from _second_hint(request, reply.raw)
+        return _Kind.COLLISION, None, hint
     return _Kind.COLLISION, None, None
+
+
+def _second_hint(request: Request, raw: bytes) -> Generator[object, Answer | None, str | None]:
+    """The AND hint of two collided short read-outs combined.
+
+    One flipped bit in the ID of a collided answer cannot be seen (the wired AND spoils the
+    checksum anyway) and would rule out digits meters have. A short read-out costs little, so
+    it is read twice and the two ANDed again: noise that set a bit in one is cleared by the
+    other; noise that cleared one only allows more digits. Anything else: no hint, plain split.
+    """
+    again = yield request
+    assert again is not None
+    if again.outcome is not Outcome.GARBLED or len(again.raw) != len(raw):
+        return None
+    return and_hint(bytes(x & y for x, y in zip(raw, again.raw, strict=True)))
 
 
 def _named_meter(node: _Node, raw: bytes, st: _State) -> Generator[object, Answer | None, bool]:
@@ -348,9 +442,11 @@ def _named_meter(node: _Node, raw: bytes, st: _State) -> Generator[object, Answe
     then the one selected."""
     named = LongFrame(raw[4], raw[5], raw[6], bytes(raw[7:-2]))
     address = address_of(named)
-    if address is None or not matches(address, node.mask):
-        return False
+    if address is None or not address[:8].isdigit() or not matches(address, node.mask):
+        return False  # a non-BCD ID digit: noise hit the ID, nobody to select
     fab = fabrication_of(named) if st.enhanced else None
+    if fab is not None and not fab.isdigit():
+        fab = None
     st.probes += 1
     answer = yield Request(select_frame(address, fab), Expect.ACK, ADDRESS_NETWORK)
     assert answer is not None
