@@ -200,6 +200,12 @@ def _visit(node: _Node, st: _State, enhanced: bool, read_retries: int, *,
                                            collided)
         if total >= 2:
             total += yield from _recheck(children, empty, st, enhanced, read_retries)
+            if empty and hint and not _explains(hint, node, st):
+                # the meters found have in common digit bits the collided answer lacked: one
+                # that answered then is not found yet, most likely behind a lost selection;
+                # probed twice each now (careful)
+                st.careful = True
+                total += yield from _reprobe(empty, st, enhanced, read_retries, verify=False)
             # the digits the wired AND ruled out hold nobody: their share is settled too
             yield from _settle(node, st, node.weight - sum(c.weight for c in children))
             return total
@@ -226,6 +232,20 @@ def _visit(node: _Node, st: _State, enhanced: bool, read_retries: int, *,
     return total + (yield from _recheck(children, empty, st, enhanced, read_retries))
 
 
+def _explains(hint: str, node: _Node, st: _State) -> bool:
+    """Whether the meters found under ``node`` account for the AND of their collided answer:
+    every bit their ID digits all share must be set in the hint's digit (wired AND)."""
+    shared: dict[int, int] = {}
+    for (address, fab), _ in st.found.items():
+        if not matches(address, node.mask) or (
+                node.fabrication is not None and fab is not None
+                and not _fab_matches(fab, node.fabrication)):
+            continue
+        for p in range(8):
+            shared[p] = shared.get(p, 0x0F) & int(address[p])
+    return all(bits & ~int(hint[p]) == 0 for p, bits in shared.items())
+
+
 def _recheck(children: list[_Node], empty: list[_Node], st: _State, enhanced: bool,
              read_retries: int) -> Generator[object, Answer | None, int]:
     """One empty digit amid answering siblings (a batch of consecutive meter numbers) is more
@@ -236,13 +256,13 @@ def _recheck(children: list[_Node], empty: list[_Node], st: _State, enhanced: bo
 
 
 def _reprobe(empty: list[_Node], st: _State, enhanced: bool,
-             read_retries: int) -> Generator[object, Answer | None, int]:
+             read_retries: int, *, verify: bool = True) -> Generator[object, Answer | None, int]:
     total = 0
     for child in empty:
         if child in st.unverified:
             st.unverified.remove(child)
         st.done -= child.weight
-        total += yield from _visit(child, st, enhanced, read_retries, verify=True)
+        total += yield from _visit(child, st, enhanced, read_retries, verify=verify)
     return total
 
 
