@@ -240,6 +240,8 @@ async def test_twins_on_a_noisy_line_are_all_found_and_read_right(seed: int) -> 
     found = await master.scan_secondary()
     assert sorted((int((f.address or "")[:8]), f.fabrication) for f in found) == sorted(
         (number, f"{serial:08d}") for number, serial in truth)
+    # the short reads' readout selections were all undone (application reset)
+    assert all(s.device.readout == "standard" for s in slaves)  # type: ignore[attr-defined]
     for item in found[:4]:
         telegrams = await master.read(item.address or "", fabrication=item.fabrication)
         fab = [r.value for r in telegrams[0].records if r.quantity == "fabrication_number"]
