@@ -198,9 +198,10 @@ def test_ctrl_c_stops_a_scan_and_prints_what_was_found(tmp_path: Path) -> None:
         where = ready.read_text().split()[0]
         scan = subprocess.Popen(
             [sys.executable, "-m", "mbuskit.cli", "scan", "--port", f"tcp://{where}",
-             "--format", "csv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=env)
-        time.sleep(8.0)  # a whole scan of these 8 meters takes about 13 s in real time
+             "--format", "csv", "--full-reads"], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=env)
+        # with full read-outs a whole scan of these 8 meters takes about 13 s in real time
+        time.sleep(8.0)
         scan.send_signal(signal.SIGINT)
         out, err = scan.communicate(timeout=30)
         assert scan.returncode == cli_master.EXIT_INTERRUPTED, err
