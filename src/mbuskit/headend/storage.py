@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +106,40 @@ def identity_parse(text: str | None) -> Identity:
     return Identity(**{k: d.get(k) for k in Identity.__slots__})
 
 
+LATEST_ALL_SQL = (
+    "SELECT r.meter, r.register, r.value, r.unit, r.meter_time, r.read_time"
+    " FROM meters m JOIN readings r ON r.meter = m.name AND r.slot = m.last_slot"
+    " ORDER BY r.meter, r.register, r.read_time")
+
+
+def group_latest(rows: Iterable[Sequence[Any]]) -> dict[str, list[Reading]]:
+    """Rows of LATEST_ALL_SQL -> each meter's newest value per register."""
+    by_meter: dict[str, list[Reading]] = {}
+    for row in rows:
+        by_meter.setdefault(row[0], []).append(Reading(*row))
+    return {m: newest(rs) for m, rs in by_meter.items()}
+
+
+def history_query(meter: str, *, register: str | None, since: float | None, until: float | None,
+                  limit: int, mark: str) -> tuple[str, list[Any]]:
+    """The history query for either database; ``mark`` is its parameter placeholder.
+
+    Selects the newest ``limit`` rows and returns them oldest first.
+    """
+    sql = ("SELECT meter, register, value, unit, meter_time, read_time FROM readings"
+           f" WHERE meter = {mark}")
+    args: list[Any] = [meter]
+    for clause, value in (("register =", register), ("read_time >=", since),
+                          ("read_time <", until)):
+        if value is not None:
+            sql += f" AND {clause} {mark}"
+            args.append(value)
+    sql = (f"SELECT * FROM ({sql} ORDER BY read_time DESC, register LIMIT {mark}) AS h"
+           " ORDER BY read_time, register")
+    args.append(limit)
+    return sql, args
+
+
 class SqliteStorage:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -197,33 +231,12 @@ class SqliteStorage:
         return newest(Reading(*row) for row in rows)
 
     def latest_all(self) -> dict[str, list[Reading]]:
-        rows = self._query(
-            "SELECT r.meter, r.register, r.value, r.unit, r.meter_time, r.read_time"
-            " FROM meters m JOIN readings r ON r.meter = m.name AND r.slot = m.last_slot"
-            " ORDER BY r.meter, r.register, r.read_time")
-        by_meter: dict[str, list[Reading]] = {}
-        for row in rows:
-            by_meter.setdefault(row[0], []).append(Reading(*row))
-        return {m: newest(rs) for m, rs in by_meter.items()}
+        return group_latest(self._query(LATEST_ALL_SQL))
 
     def history(self, meter: str, *, register: str | None = None, since: float | None = None,
                 until: float | None = None, limit: int = 10000) -> list[Reading]:
-        sql = ("SELECT meter, register, value, unit, meter_time, read_time FROM readings"
-               " WHERE meter = ?")
-        args: list[Any] = [meter]
-        if register is not None:
-            sql += " AND register = ?"
-            args.append(register)
-        if since is not None:
-            sql += " AND read_time >= ?"
-            args.append(since)
-        if until is not None:
-            sql += " AND read_time < ?"
-            args.append(until)
-        # the newest `limit` rows, returned oldest first
-        sql = f"SELECT * FROM ({sql} ORDER BY read_time DESC, register LIMIT ?)" \
-              " ORDER BY read_time, register"
-        args.append(limit)
+        sql, args = history_query(meter, register=register, since=since, until=until,
+                                  limit=limit, mark="?")
         return [Reading(*row) for row in self._query(sql, tuple(args))]
 
     def count(self) -> int:

@@ -16,7 +16,16 @@ from typing import Any, TypeVar
 import psycopg
 
 from .model import Poll, Reading
-from .storage import MeterRow, StorageError, identity_json, identity_parse, newest
+from .storage import (
+    LATEST_ALL_SQL,
+    MeterRow,
+    StorageError,
+    group_latest,
+    history_query,
+    identity_json,
+    identity_parse,
+    newest,
+)
 
 T = TypeVar("T")
 
@@ -147,32 +156,12 @@ class PostgresStorage:
         return newest(Reading(*row) for row in rows)
 
     def latest_all(self) -> dict[str, list[Reading]]:
-        rows = self._run(lambda c: c.execute(
-            "SELECT r.meter, r.register, r.value, r.unit, r.meter_time, r.read_time"
-            " FROM meters m JOIN readings r ON r.meter = m.name AND r.slot = m.last_slot"
-            " ORDER BY r.meter, r.register, r.read_time").fetchall())
-        by_meter: dict[str, list[Reading]] = {}
-        for row in rows:
-            by_meter.setdefault(row[0], []).append(Reading(*row))
-        return {m: newest(rs) for m, rs in by_meter.items()}
+        return group_latest(self._run(lambda c: c.execute(LATEST_ALL_SQL).fetchall()))
 
     def history(self, meter: str, *, register: str | None = None, since: float | None = None,
                 until: float | None = None, limit: int = 10000) -> list[Reading]:
-        sql = ("SELECT meter, register, value, unit, meter_time, read_time FROM readings"
-               " WHERE meter = %s")
-        args: list[Any] = [meter]
-        if register is not None:
-            sql += " AND register = %s"
-            args.append(register)
-        if since is not None:
-            sql += " AND read_time >= %s"
-            args.append(since)
-        if until is not None:
-            sql += " AND read_time < %s"
-            args.append(until)
-        sql = f"SELECT * FROM ({sql} ORDER BY read_time DESC, register LIMIT %s) AS h" \
-              " ORDER BY read_time, register"
-        args.append(limit)
+        sql, args = history_query(meter, register=register, since=since, until=until,
+                                  limit=limit, mark="%s")
         rows = self._run(lambda c: c.execute(sql, args).fetchall())
         return [Reading(*row) for row in rows]
 
