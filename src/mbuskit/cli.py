@@ -30,6 +30,16 @@ _COMMANDS: dict[str, str] = {
 }
 
 
+def host_port(value: str, option: str) -> tuple[str, int]:
+    """``HOST:PORT`` (or a bare port on 127.0.0.1; IPv6 hosts in brackets) of a command option."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", value
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint=option)
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(name for name in _COMMANDS if _available(name))

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from .cli import host_port
 from .emulator import (
     MODULE_BAUDS,
     Emulator,
@@ -19,20 +20,6 @@ from .emulator import (
     seeded_config,
 )
 from .errors import MBusError
-
-
-def _split_tcp(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", value
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        number = int(port)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint="--tcp") from None
-    if not 0 <= number < 65536:
-        raise click.BadParameter(f"port {number} is not a TCP port", param_hint="--tcp")
-    return host, number
 
 
 def build_config(*, tcp: str | None, serial: str | None, meters: int | None, seed: int,
@@ -52,7 +39,7 @@ def build_config(*, tcp: str | None, serial: str | None, meters: int | None, see
                                   "or --config FILE")
     if tcp is not None and serial is not None:
         raise EmulatorConfigError("--tcp and --serial are exclusive (use --config for both)")
-    host, port = _split_tcp(tcp) if tcp is not None else ("127.0.0.1", None)
+    host, port = host_port(tcp, "--tcp") if tcp is not None else ("127.0.0.1", None)
     if gateways > 1 and port == 0:
         raise EmulatorConfigError("--gateways needs a fixed first --tcp port")
     kwargs = {k: v for k, v in options.items() if v is not None}

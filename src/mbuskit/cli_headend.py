@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from .cli import host_port
 from .errors import MBusError
 from .headend.config import (
     BusConfig,
@@ -29,15 +30,6 @@ from .headend.config import (
     parse_duration,
 )
 from .headend.runtime import Headend
-
-
-def _bind(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", value
-    if not port.isdigit() or not 0 <= int(port) < 65536:
-        raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint="--http")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def _free_ports(n: int) -> list[int]:
@@ -109,7 +101,7 @@ def demo(http_bind: str, buses: int, meters: int, speed: float, interval: str,  
     every = parse_duration(interval)
     if every is None or every <= 0:
         raise click.BadParameter(f"{interval!r} is not a duration", param_hint="--interval")
-    host, port = _bind(http_bind)
+    host, port = host_port(http_bind, "--http")
     workdir = Path(tempfile.mkdtemp(prefix="mbus-demo-"))
     db_path = db or workdir / "readings.db"
     ports = _free_ports(buses)
