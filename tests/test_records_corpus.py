@@ -57,13 +57,19 @@ def _payload(path: Path) -> bytes | None:
 
 
 FRAMES = sorted((CORPUS / "test-frames").glob("*.hex")) if CORPUS.is_dir() else []
+# Record-level proof needs variable data (CI 72h/76h); the CI 73h fixed-structure frames are
+# covered by tests/test_corpus.py at the telegram level.
+VARIABLE = [p for p in FRAMES if _payload(p) is not None]
 
 
-@pytest.mark.parametrize("path", FRAMES, ids=lambda p: p.stem)
+def test_variable_data_frames_are_most_of_the_corpus() -> None:
+    assert len(FRAMES) - len(VARIABLE) <= 2
+
+
+@pytest.mark.parametrize("path", VARIABLE, ids=lambda p: p.stem)
 def test_corpus_frame_decodes_exactly(path: Path) -> None:
     payload = _payload(path)
-    if payload is None:
-        pytest.skip("not a variable-data frame (CI 72/76)")
+    assert payload is not None
     records = decode_records(payload)
     assert encode_records(records) == payload
     norm = path.with_suffix(".norm.xml")
