@@ -174,3 +174,21 @@ async def test_a_poll_the_database_refuses_does_not_block_the_others(tmp_path: P
     await s.stop(flush_timeout=0.2)
     assert set(store.last_slots()) == {"m01", "m02", "relay"}
     assert s.pending >= 1 and not s.storage_ok  # m00's polls are kept, not dropped
+
+
+async def test_bus_task_cancelled_from_outside_always_ends(tmp_path: Path) -> None:
+    """A loop that shuts down cancels every task; a bus loop that swallowed that cancel (a
+    wait finishing as it arrives) would keep the whole process from exiting."""
+    cfg = _config(interval="0.001", buses=1, meters_per_bus=2)
+    s = Scheduler(cfg, _readers(cfg, delay=0.0), SqliteStorage(tmp_path / "r.db"))
+    await s.start()
+    for i in range(200):
+        await asyncio.sleep(0.0005 * (i % 7))
+        task = s._bus_tasks.pop("b0")
+        for _ in range(i % 3):  # wake it as the cancel arrives, in various orders
+            s.wake("b0")
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2.0)
+        assert done == {task}, f"bus task survived its cancellation (round {i})"
+        s.start_bus("b0")
+    await s.stop()

@@ -61,7 +61,8 @@ async def _run_until_signal(headend: Headend, duration: float | None,
             await stop.wait()
         else:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=duration)
+                async with asyncio.timeout(duration):
+                    await stop.wait()
     finally:
         await headend.stop()
         if emulator is not None:

@@ -36,6 +36,14 @@ _GUARD_FRAMES = 12
 _WRITE_BATCH = 256
 
 
+def _raise_if_cancelled() -> None:
+    """End a loop whose cancellation was swallowed on the way (a wait that completed as the
+    cancel arrived): a task that cannot be cancelled hangs whoever shuts the loop down."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class Reader(Protocol):
     """Reads one bus. Implemented over ``mbuskit.master.Master``; tests use a fake."""
 
@@ -194,13 +202,15 @@ class Scheduler:
             return
         wake = self._wake[name]
         while name not in self._stopping_buses:
+            _raise_if_cancelled()
             now = self.clock()
             meter = min(meters, key=lambda m: self.health[m.name].next_due)
             wait = self.health[meter.name].next_due - now
             if wait > 0:
                 wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=wait)
+                    async with asyncio.timeout(wait):
+                        await wake.wait()
                 continue
             if name in self._stopping_buses or not self.buses[name].owned:
                 return
@@ -225,7 +235,8 @@ class Scheduler:
         async with self._locks[meter.bus]:
             t0 = self.monotonic()
             try:
-                telegrams = await asyncio.wait_for(reader.read(meter), timeout=guard)
+                async with asyncio.timeout(guard):
+                    telegrams = await reader.read(meter)
             except Exception as exc:  # a bad meter or a decoder bug must never stop its bus
                 stats.busy_seconds += self.monotonic() - t0
                 if not isinstance(exc, MBusError | TimeoutError | OSError):

@@ -74,8 +74,8 @@ class TcpTransport:
     async def open(self) -> None:
         started = time.monotonic()
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.connect_timeout)
+            async with asyncio.timeout(self.connect_timeout):
+                self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         except TimeoutError:
             raise TransportError(f"{self.name}: no connection within {self.connect_timeout:g} s; "
                                  "check the host and that the gateway is reachable") from None
@@ -113,7 +113,8 @@ class TcpTransport:
     async def receive(self, timeout: float) -> bytes:
         reader, _ = self._streams()
         try:
-            data = await asyncio.wait_for(reader.read(4096), max(timeout, 0.0))
+            async with asyncio.timeout(max(timeout, 0.0)):
+                data = await reader.read(4096)
         except TimeoutError:
             return b""
         except (ConnectionError, OSError) as exc:
@@ -131,7 +132,8 @@ class TcpTransport:
         # waiting for more.
         while True:
             try:
-                data = await asyncio.wait_for(reader.read(4096), 0.0005)
+                async with asyncio.timeout(0.0005):
+                    data = await reader.read(4096)
             except TimeoutError:
                 return
             except (ConnectionError, OSError) as exc:
