@@ -37,7 +37,7 @@ from .errors import (
     SecurityError,
     TransportError,
 )
-from .master import CollisionError, Found, Master, Outcome, normalize_mask
+from .master import DEFAULT_RETRIES, CollisionError, Found, Master, Outcome, normalize_mask
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -179,7 +179,8 @@ def common(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--timeout", type=click.FloatRange(min=0.001), default=None,
                      help="Seconds to wait for an answer (default: the EN 13757-2 window at "
                           "this baud rate plus the link latency)."),
-        click.option("--retries", type=click.IntRange(0, 9), default=2, show_default=True,
+        click.option("--retries", type=click.IntRange(0, 9), default=DEFAULT_RETRIES,
+                     show_default=True,
                      help="Repeats of a request that got no or a garbled answer."),
         click.option("--key-file", type=click.Path(path_type=Path, dir_okay=False),
                      default=None, help="Keys by meter ('METER = 32 hex digits' lines)."),

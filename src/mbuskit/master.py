@@ -60,7 +60,7 @@ CI_RSP_VARIABLE = 0x72
 CI_RSP_FIXED = 0x73
 
 # Master-side defaults.
-DEFAULT_RETRIES = 2  # a request that got no or a garbled answer is sent this many extra times
+DEFAULT_RETRIES = 3  # extra sends of a request that got no or a garbled answer (libmbus: 3)
 MAX_TELEGRAMS = 16  # cap on a multi-telegram read-out, as libmbus's max_frames
 GAP_CHARS = 1  # line idle after an answer (11 bit times, EN 13757-2) before the next frame
 

@@ -12,9 +12,17 @@ it differs from libmbus's (``mbus_scan_2nd_address_range``):
   batch have consecutive numbers and differ in the last digits, so they separate at once
   instead of after seven levels of empty probes; random numbers split as well either way.
 * An empty mask is probed once, not twice: the answer window is known from the baud rate.
-  Noise is told apart from absence by consistency: a mask that collided must hold two meters;
-  if its children show fewer, the line is noisy, and from then on empty masks are probed twice
-  and every mask left empty before is probed again at the end.
+  Noise is told apart from absence by consistency, and the first sign of it makes the search
+  careful: from then on an empty mask is believed after three probes, and every mask left
+  empty before is probed again at the end. Signs of noise: a collided mask whose children
+  show fewer than two meters, or whose meters found do not account for the AND of their
+  collided answer (ID and fabrication bits); a mask that answered and then fell silent (to a
+  re-selection, a read-out, the confirmation or the application reset); a garbled read-out
+  that one flipped bit makes whole, or that is clean when read again; two reads of one
+  collision that differ outside the access number, status and checksum. An empty digit amid
+  answering siblings (a batch) is probed twice at once.
+* A collided short read-out is read twice and the two ANDed before its ID digits narrow the
+  split: noise can set a bit in one answer, never in both.
 * A clean E5 is "exactly one meter" only after a clean RSP_UD whose address matches the mask
   (several identical E5 look like one on the wired-AND bus); a garbled read-out is a collision.
 * Meters that share a meter number (a collision that persists with all eight ID digits fixed)
@@ -145,6 +153,11 @@ def secondary_search(mask: str = "F" * 16, *, fabrication: str | None = None,
 
 
 _PRESENT_RETRIES = 3
+# the answer to a REQ_UD2 after the readout selection of the fabrication number: long header
+# (12 bytes after CI) and the record 0C 78 + 4 BCD bytes, in a long frame
+_SHORT_ANSWER = 9 + 12 + 6
+_CAREFUL_PROBES = 3
+_TOP_WEIGHT = 0.099  # a child of the whole address space (one digit fixed)
 
 
 class _Entry(enum.Enum):
@@ -159,14 +172,15 @@ class _Entry(enum.Enum):
 
 def _visit(node: _Node, st: _State, enhanced: bool, read_retries: int, *,
            verify: bool = False, entry: _Entry = _Entry.PROBE,
-           hint: str | None = None) -> Generator[object, Answer | None, int]:
-    """Settle ``node``: returns how many meters are under it."""
+           hint: str | None = None, suspect: bool = False) -> Generator[object, Answer | None, int]:
+    """Settle ``node``: returns how many meters are under it. ``suspect``: silent before where
+    a meter was expected; selected twice before silence is believed."""
     # meters collided in a read-out (not a garbled E5, which the wired AND makes a sign of
     # noise): each later split may treat a lone answering child as holding them all
     collided = entry is _Entry.COLLIDED
     if entry is not _Entry.COLLIDED:
         if entry is _Entry.PROBE:
-            outcome = yield from _select(node, st, verify)
+            outcome = yield from _select(node, st, verify, suspect=suspect)
             if outcome is Outcome.SILENT:
                 yield from _settle(node, st)
                 return 0
@@ -234,16 +248,19 @@ def _visit(node: _Node, st: _State, enhanced: bool, read_retries: int, *,
 
 def _explains(hint: str, node: _Node, st: _State) -> bool:
     """Whether the meters found under ``node`` account for the AND of their collided answer:
-    every bit their ID digits all share must be set in the hint's digit (wired AND)."""
+    every bit their ID digits (and, from a short answer, fabrication digits) all share must be
+    set in the hint's digit (wired AND). A bit they share that the AND lacks was cleared by a
+    meter not found yet."""
     shared: dict[int, int] = {}
     for (address, fab), _ in st.found.items():
         if not matches(address, node.mask) or (
                 node.fabrication is not None and fab is not None
                 and not _fab_matches(fab, node.fabrication)):
             continue
-        for p in range(8):
-            shared[p] = shared.get(p, 0x0F) & int(address[p])
-    return all(bits & ~int(hint[p]) == 0 for p, bits in shared.items())
+        digits = address[:8] + (fab if fab is not None and len(hint) == 16 else "")
+        for p, c in enumerate(digits):
+            shared[p] = shared.get(p, 0x0F) & int(c)
+    return all(bits & ~int(hint[p]) == 0 for p, bits in shared.items() if p < len(hint))
 
 
 def _recheck(children: list[_Node], empty: list[_Node], st: _State, enhanced: bool,
@@ -252,17 +269,23 @@ def _recheck(children: list[_Node], empty: list[_Node], st: _State, enhanced: bo
     likely a lost selection than a gap, and a second look at it costs little."""
     if st.careful or not empty or len(children) < len(DIGITS) or len(empty) > len(children) // 2:
         return 0
-    return (yield from _reprobe(empty, st, enhanced, read_retries))
+    return (yield from _reprobe(empty, st, enhanced, read_retries, suspect=True))
 
 
-def _reprobe(empty: list[_Node], st: _State, enhanced: bool,
-             read_retries: int, *, verify: bool = True) -> Generator[object, Answer | None, int]:
+def _reprobe(empty: list[_Node], st: _State, enhanced: bool, read_retries: int, *,
+             verify: bool = True, suspect: bool = False) -> Generator[object, Answer | None, int]:
     total = 0
     for child in empty:
         if child in st.unverified:
             st.unverified.remove(child)
         st.done -= child.weight
-        total += yield from _visit(child, st, enhanced, read_retries, verify=verify)
+        found = yield from _visit(child, st, enhanced, read_retries, verify=verify,
+                                  suspect=suspect)
+        if found:
+            # silent before, answering now: the line lost a frame, and other masks that
+            # stayed silent once may hide meters too
+            st.careful = True
+        total += found
     return total
 
 
@@ -274,7 +297,9 @@ def _descend(  # noqa: PLR0917
     again at once without the read-out that would only collide again."""
     outcomes = []
     for child in children:
-        outcome = yield from _select(child, st, False)
+        # a tenth of the bus behind one lost selection, and nothing may show it: the root's
+        # children are probed twice before they count as empty
+        outcome = yield from _select(child, st, False, suspect=child.weight >= _TOP_WEIGHT)
         outcomes.append(outcome)
         if outcome is Outcome.SILENT:
             yield from _settle(child, st)
@@ -317,10 +342,15 @@ def _settle(node: _Node, st: _State,
     yield Progress(min(st.done, 1.0), len(st.found), st.probes, node.mask)
 
 
-def _select(node: _Node, st: _State, verify: bool) -> Generator[object, Answer | None, Outcome]:
+def _select(node: _Node, st: _State, verify: bool, *,
+            suspect: bool = False) -> Generator[object, Answer | None, Outcome]:
     """Selection of a mask: SILENT (nobody), ACK (one or more, identical E5) or GARBLED."""
     select = Request(select_frame(node.mask, node.fabrication), Expect.ACK, ADDRESS_NETWORK)
-    attempts = 2 if st.careful and not verify else 1
+    # on a noisy line a selection (about 140 bits) is lost now and then; an empty answer is
+    # believed after three (one probed before, ``verify``, gets two more)
+    attempts = (_CAREFUL_PROBES - 1 if verify else _CAREFUL_PROBES) if st.careful else 1
+    if suspect:
+        attempts = max(attempts, 2)
     answer: Answer | None = None
     for _ in range(attempts):
         st.probes += 1
@@ -355,6 +385,8 @@ def _read(node: _Node, st: _State, read_retries: int) -> Generator[object, Answe
         answer = yield request
         assert answer is not None
         asked = answer.outcome
+        if asked is Outcome.GARBLED:
+            st.careful = True  # identical E5s line up on the wired AND: a garbled one is noise
         # a silent meter may have lost our frame, or its E5 got lost: reset it all the same
         st.reset_pending = True
         st.reset_retries = _RESET_RETRIES if asked is not Outcome.SILENT else 0
@@ -380,8 +412,9 @@ def _restore(st: _State) -> Generator[object, Answer | None, None]:
         assert answer is not None
         if answer.outcome is not Outcome.SILENT:
             return  # E5 (several meters' alike) or garbled E5s: it reached them
-    if retries:
-        st.careful = True  # they acknowledged the readout selection, so a reset got lost
+        if retries:
+            # they acknowledged the readout selection, so the reset or its E5 got lost
+            st.careful = True
 
 
 def _read_plain(node: _Node, st: _State, read_retries: int,
@@ -391,11 +424,18 @@ def _read_plain(node: _Node, st: _State, read_retries: int,
     # FCB set: the first REQ_UD2 after a selection (EN 13757-2 5.4); a repeat keeps it.
     request = Request(req_ud2(ADDRESS_NETWORK, fcb=True), Expect.DATA, ADDRESS_NETWORK)
     garbled_before = False
-    for attempt in range(read_retries + 1):
+    previous: bytes | None = None  # a first collided short answer, to be ANDed with a second
+    attempt, silences = -1, 0
+    while attempt < read_retries:
+        attempt += 1
         reply = yield request
         assert reply is not None
         if reply.outcome is Outcome.SILENT:
-            st.careful = True  # the meter acknowledged, so its answer got lost
+            st.careful = True  # the meter acknowledged, so our request or its answer got lost
+            if silences < _PRESENT_RETRIES:
+                # a selected meter must answer: silence does not use up a read
+                silences += 1
+                attempt -= 1
             continue
         if reply.outcome is Outcome.FRAME and isinstance(reply.frame, LongFrame):
             if st.reset_pending and asked is Outcome.SILENT:
@@ -418,57 +458,82 @@ def _read_plain(node: _Node, st: _State, read_retries: int,
                     return _Kind.COLLISION, None, None
             st.careful = True  # a good checksum on the wrong address: noise got through
             return _Kind.COLLISION, None, None
+        if previous is not None and len(previous) == len(reply.raw):
+            # two collided short answers: their AND (noise that set a bit in one is cleared
+            # by the other; noise that cleared one only allows more digits)
+            both = bytes(x & y for x, y in zip(previous, reply.raw, strict=True))
+            if _differ_beyond_counters(previous, reply.raw):
+                st.careful = True  # the same meters answered alike: noise made the difference
+            return _Kind.COLLISION, None, and_hint(both)
+        short = asked is Outcome.ACK
         if attempt < read_retries and st.careful:
             # On a noisy line a garbled read-out may be one meter: a collision repeats (the
             # same meters answer the repeat alike), noise rarely does.
             garbled_before = True
+            previous = reply.raw if short else None
             continue
         if attempt < read_retries and _bit_error(reply.raw):
             # Off as by one flipped bit: probably one meter and noise. Selecting the address
-            # the frame names tells more cheaply than a second read-out: a real meter answers,
-            # the AND of several addresses matches nobody.
+            # the frame names tells more cheaply than a second full read-out: a real meter
+            # answers, the AND of several addresses matches nobody.
+            if short or not _names_a_meter(node, reply.raw):
+                # a short answer costs about what a selection does: read it once more (also
+                # when noise hit the ID itself and there is nobody to select)
+                garbled_before = True
+                previous = reply.raw if short else None
+                continue
             yield from _restore(st)
             single = yield from _named_meter(node, reply.raw, st)
             if single:
                 garbled_before = True
                 continue
         hint = and_hint(reply.raw)
-        # a wrong hint at the root would hide whole batches, and before the first sign of
-        # noise the line is not known to be clean: a second short read there, and on a line
-        # known to be noisy at every hint (elsewhere the hint is trusted, as with full reads)
-        if hint is not None and asked is Outcome.ACK and (st.careful or node.weight == 1.0):
-            hint = yield from _second_hint(request, reply.raw)
+        if hint is not None and short and attempt < read_retries:
+            # One flipped bit in the ID of a collided answer cannot be seen (the AND spoils the
+            # checksum anyway) and would rule out digits that meters have: a short answer is
+            # cheap, so it is read twice and the two combined (a clean second answer was one
+            # meter and noise)
+            garbled_before = True
+            previous = reply.raw
+            continue
         return _Kind.COLLISION, None, hint
     return _Kind.COLLISION, None, None
 
 
-def _second_hint(request: Request, raw: bytes) -> Generator[object, Answer | None, str | None]:
-    """The AND hint of two collided short read-outs combined.
+def _differ_beyond_counters(a: bytes, b: bytes) -> bool:
+    """Two answers of the same meters to the same request differ only in the access number
+    (which each answer advances), the status byte and the checksum; a short answer's other
+    bytes are fixed, so any other difference is noise."""
+    if len(a) != _SHORT_ANSWER:
+        return False
+    return any(x != y for i, (x, y) in enumerate(zip(a, b, strict=True))
+               if i not in (15, 16, len(a) - 2))
 
-    One flipped bit in the ID of a collided answer cannot be seen (the wired AND spoils the
-    checksum anyway) and would rule out digits meters have. A short read-out costs little, so
-    it is read twice and the two ANDed again: noise that set a bit in one is cleared by the
-    other; noise that cleared one only allows more digits. Anything else: no hint, plain split.
-    """
-    again = yield request
-    assert again is not None
-    if again.outcome is not Outcome.GARBLED or len(again.raw) != len(raw):
-        return None
-    return and_hint(bytes(x & y for x, y in zip(raw, again.raw, strict=True)))
+
+def _names_a_meter(node: _Node, raw: bytes) -> bool:
+    """Whether a damaged frame still names an address under ``node`` (BCD ID digits)."""
+    if len(raw) < 19:
+        return False
+    address = address_of(LongFrame(raw[4], raw[5], raw[6], bytes(raw[7:-2])))
+    return address is not None and address[:8].isdigit() and matches(address, node.mask)
 
 
 def _named_meter(node: _Node, raw: bytes, st: _State) -> Generator[object, Answer | None, bool]:
     """Whether the meter a damaged frame names answers its exact (enhanced) address; it is
     then the one selected."""
+    if not _names_a_meter(node, raw):
+        return False  # a non-BCD ID digit: noise hit the ID, nobody to select
     named = LongFrame(raw[4], raw[5], raw[6], bytes(raw[7:-2]))
     address = address_of(named)
-    if address is None or not address[:8].isdigit() or not matches(address, node.mask):
-        return False  # a non-BCD ID digit: noise hit the ID, nobody to select
+    assert address is not None
     fab = fabrication_of(named) if st.enhanced else None
     if fab is not None and not fab.isdigit():
         fab = None
     st.probes += 1
-    answer = yield Request(select_frame(address, fab), Expect.ACK, ADDRESS_NETWORK)
+    # the ID digits it names, the rest as searched: a flipped bit in the manufacturer,
+    # version or medium byte must not make the meter look absent
+    answer = yield Request(select_frame(address[:8] + node.mask[8:], fab), Expect.ACK,
+                           ADDRESS_NETWORK)
     assert answer is not None
     return answer.outcome is Outcome.ACK
 
@@ -487,11 +552,13 @@ def _confirm(node: _Node, address: str, fab_read: str | None,
         return True
     fab = node.fabrication if _exact(node.fabrication) else fab_read if st.enhanced else None
     request = Request(select_frame(address, fab), Expect.ACK, ADDRESS_NETWORK)
-    for _ in range(2):  # silence twice: nobody has this address; once may be a lost frame
+    for attempt in range(2):  # silence twice: nobody has this address; once may be lost
         st.probes += 1
         answer = yield request
         assert answer is not None
         if answer.outcome is Outcome.ACK:
+            if attempt:
+                st.careful = True  # the meter is there: the line lost a frame
             return True
     return False
 
@@ -505,13 +572,27 @@ def _fab_matches(fab: str, mask: str) -> bool:
 
 
 def _bit_error(raw: bytes) -> bool:
-    """A long frame whose checksum is off as by one flipped bit (in a data byte or in the
-    checksum itself); a wired AND of different frames is off by anything."""
-    if len(raw) < 9 or raw[0] != 0x68 or len(raw) != raw[1] + 6:
+    """A long frame that one flipped bit makes whole (start, L fields, stop byte, checksum). A
+    wired AND of different answers is off by anything, and cannot break the bytes that all
+    answers share (start, L, stop), so such a frame is one answer and noise."""
+    if len(raw) < 9 or len(raw) > 261:
         return False
-    diff = (sum(raw[4:-2]) - raw[-2]) & 0xFF
-    single = {1 << k for k in range(8)}
-    return diff in single or (-diff) & 0xFF in single
+    if _whole(raw):
+        return False  # not damaged at all (the caller saw it as garbled for another reason)
+    buf = bytearray(raw)
+    for i in range(len(buf)):
+        for k in range(8):
+            buf[i] ^= 1 << k
+            whole = _whole(buf)
+            buf[i] ^= 1 << k
+            if whole:
+                return True
+    return False
+
+
+def _whole(b: bytes | bytearray) -> bool:
+    return (b[0] == 0x68 and b[3] == 0x68 and b[1] == b[2] and len(b) == b[1] + 6
+            and b[-1] == 0x16 and sum(b[4:-2]) & 0xFF == b[-2])
 
 
 def and_hint(raw: bytes) -> str | None:
@@ -528,7 +609,14 @@ def and_hint(raw: bytes) -> str | None:
             or len(raw) != raw[1] + 6 or raw[-1] != 0x16 or raw[6] != 0x72):
         return None
     digits = raw[10:6:-1].hex().upper()
-    return digits if all(c in DIGITS for c in digits) else None
+    if not all(c in DIGITS for c in digits):
+        return None
+    if len(raw) == _SHORT_ANSWER and raw[19:21] == b"\x0c\x78":
+        # a short read-out: the fabrication number's AND follows (checked, not split on)
+        fab = raw[24:20:-1].hex().upper()
+        if all(c in DIGITS for c in fab):
+            digits += fab
+    return digits
 
 
 # P(two BCD digits differ | their AND is h), h = 0..9, for uniformly drawn digits; 7 and 9 are
