@@ -74,6 +74,27 @@ async def test_meters_sharing_a_meter_number_are_told_apart_by_serial() -> None:
                      ("123456792D2C0102", "70000003")]
 
 
+async def test_twins_sharing_a_number_split_on_the_and_of_their_serial_numbers() -> None:
+    """The collided short answers carry the AND of the serial numbers too: with the meter
+    number fixed, the split goes to a serial digit where they must differ, not through every
+    digit of the last one."""
+    from mbuskit.emulator import MeterSpec, kamstrup_slave
+
+    specs = [MeterSpec(address=0, meter_number=41570925, serial_number=serial, seed=k)
+             for k, serial in enumerate((67102137, 70692407))]
+    bus = SimBus([kamstrup_slave(s, 1.7e9, 2400, None) for s in specs],  # type: ignore[misc]
+                 start=1.7e9)
+    found = await Master(bus).scan_secondary()
+    assert sorted((f.address or "")[:8] + "/" + (f.fabrication or "") for f in found) == [
+        "41570925/67102137", "41570925/70692407"]
+    # the serial AND is 60002007: 7 is fixed at once and the first digit (6 or 7) separates
+    node = scan._Node("41570925FFFFFFFF", None, 1.0)
+    children = scan._hinted_split(node, "41570925" + "60002007")
+    assert [c.fabrication for c in children] == ["6FFFFFF7", "7FFFFFF7"]
+    assert scan._hinted_split(node, "41570925" + "60002007", enhanced=False) == []
+    assert bus.frames_sent < 50  # a plain split of the serial number alone takes 20 probes
+
+
 async def test_identical_addresses_are_reported_unresolved() -> None:
     meters = [FakeMeter("12345678", fabrication="70000001", energy=5),
               FakeMeter("12345678", fabrication="70000001", energy=6)]

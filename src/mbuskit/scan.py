@@ -208,7 +208,7 @@ def _visit(node: _Node, st: _State, enhanced: bool, read_retries: int, *,
             yield from _found(node, frame, st)
             yield from _settle(node, st)
             return 1
-    children = _hinted_split(node, hint) if hint else []
+    children = _hinted_split(node, hint, enhanced) if hint else []
     if children:
         total, empty = yield from _descend(children, st, enhanced, read_retries, hint,
                                            collided)
@@ -292,36 +292,40 @@ def _reprobe(empty: list[_Node], st: _State, enhanced: bool, read_retries: int, 
 def _descend(  # noqa: PLR0917
         children: list[_Node], st: _State, enhanced: bool, read_retries: int, hint: str | None,
         collided: bool) -> Generator[object, Answer | None, tuple[int, list[_Node]]]:
-    """Children of a collided mask: select each first (cheap), then look into those that
-    answered. When only one answered, every meter of the collision is under it, so it is split
-    again at once without the read-out that would only collide again."""
-    outcomes = []
-    for child in children:
+    """Children of a collided mask, selected in turn. When only one answers, every meter of
+    the collision is under it, so it is split again at once without the read-out that would
+    only collide again: the first child that answers is therefore set aside until the others
+    are known. Every later one is not alone, and is looked into while its selection is in
+    force, which saves selecting it again."""
+    outcomes: list[Outcome] = []
+    first: int | None = None
+    total = 0
+    for i, child in enumerate(children):
         # a tenth of the bus behind one lost selection, and nothing may show it: the root's
         # children are probed twice before they count as empty
         outcome = yield from _select(child, st, False, suspect=child.weight >= _TOP_WEIGHT)
         outcomes.append(outcome)
         if outcome is Outcome.SILENT:
             yield from _settle(child, st)
-    empty = [c for c, o in zip(children, outcomes, strict=True) if o is Outcome.SILENT]
-    answered = [i for i, o in enumerate(outcomes) if o is not Outcome.SILENT]
-    if len(answered) == 1 and collided:
-        total = yield from _visit(children[answered[0]], st, enhanced, read_retries,
-                                  entry=_Entry.COLLIDED, hint=hint)
-        return total, empty
-    total = 0
-    last = len(children) - 1
-    if last in answered:
-        # the last selection is still in force: look into that child first, without a new one
-        answered = [last] + [i for i in answered if i != last]
-    for i in answered:
-        if outcomes[i] is Outcome.GARBLED:
-            entry = _Entry.COLLIDED
-        elif i == last:
-            entry = _Entry.SELECTED  # its selection was the last frame sent: still selected
+        elif first is None:
+            first = i
         else:
-            entry = _Entry.PRESENT
-        total += yield from _visit(children[i], st, enhanced, read_retries, entry=entry)
+            entry = _Entry.COLLIDED if outcome is Outcome.GARBLED else _Entry.SELECTED
+            total += yield from _visit(child, st, enhanced, read_retries, entry=entry)
+    empty = [c for c, o in zip(children, outcomes, strict=True) if o is Outcome.SILENT]
+    if first is None:
+        return total, empty
+    alone = all(o is Outcome.SILENT for j, o in enumerate(outcomes) if j != first)
+    if alone and collided:
+        entry, child_hint = _Entry.COLLIDED, hint
+    elif outcomes[first] is Outcome.GARBLED:
+        entry, child_hint = _Entry.COLLIDED, None
+    else:
+        # selected again, unless nothing was sent since its own selection
+        entry = _Entry.SELECTED if alone and first == len(children) - 1 else _Entry.PRESENT
+        child_hint = None
+    total += yield from _visit(children[first], st, enhanced, read_retries, entry=entry,
+                               hint=child_hint)
     return total, empty
 
 
@@ -629,7 +633,7 @@ def _candidates(hint_digit: str) -> list[str]:
     return [d for d in DIGITS if int(d) & bits == bits]
 
 
-def _hinted_split(node: _Node, hint: str) -> list[_Node]:
+def _hinted_split(node: _Node, hint: str, enhanced: bool = True) -> list[_Node]:
     """Children of a collided mask that the AND of the meters' IDs allows.
 
     A wildcard digit with one candidate (7 or 9: no other BCD digit has all its bits) is the
@@ -637,36 +641,50 @@ def _hinted_split(node: _Node, hint: str) -> list[_Node]:
     the fewest candidates (at least two), the more significant one on a tie: below a shared
     prefix, a batch of consecutive numbers takes few values in its leading free digit, and
     splitting there first leaves dense groups that split without empty probes.
+
+    With the ID fully given (meters sharing a meter number), the same on the fabrication
+    number when the collided answer was a short one and carried its AND.
     """
-    ident = list(node.mask[:8])
-    free = [p for p in range(8) if ident[p] == "F"]
+    ident = node.mask[:8]
+    if "F" in ident:
+        return [_Node(digits + node.mask[8:], node.fabrication, weight)
+                for digits, weight in _narrow(ident, hint[:8], node.weight, batch=True)]
+    if not enhanced or len(hint) != 16:
+        return []
+    fab = node.fabrication or "F" * 8
+    # serial numbers of meters that share a meter number are not a batch: no last-digit rule
+    return [_Node(node.mask, digits, weight)
+            for digits, weight in _narrow(fab, hint[8:], node.weight, batch=False)]
+
+
+def _narrow(mask: str, hint: str, weight: float, *, batch: bool) -> list[tuple[str, float]]:
+    """The children of an 8-digit ``mask`` (F = wildcard) that the AND digits ``hint`` allow,
+    with their share of the search space."""
+    digits = list(mask)
+    free = [p for p in range(8) if digits[p] == "F"]
     if not free:
         return []
     options = {p: _candidates(hint[p]) for p in free}
     for p in free:
         if len(options[p]) == 1:
-            ident[p] = options[p][0]
-    open_positions = [p for p in free if len(options[p]) > 1]
-    weight = node.weight
-    for p in free:
-        if len(options[p]) == 1:
+            digits[p] = options[p][0]
             weight /= len(DIGITS)
+    open_positions = [p for p in free if len(options[p]) > 1]
     if not open_positions:
-        # every digit is known: all the meters share this number; one child, the full ID
-        return [_Node("".join(ident) + node.mask[8:], node.fabrication, weight)]
+        # every digit is known: all the meters share it; one child, the full number
+        return [("".join(digits), weight)]
     # Fewest probes per position that separates: the AND's digit also says how likely two
     # meters differ there (an AND of 3 is 3&3, 3&7 or 7&3: two of three pairs differ).
-    # The first split is on the last digit all the same: meters of one delivery batch share
-    # their leading digits and differ there, whatever their AND says.
-    if len(free) == 8:
+    # The first split of a whole meter number is on the last digit all the same: meters of
+    # one delivery batch share their leading digits and differ there, whatever their AND says.
+    if batch and len(free) == 8:
         pos = max(open_positions)
     else:
         pos = min(open_positions, key=lambda p: (len(options[p]) / _DIFFER[int(hint[p])], p))
-    child_weight = weight / len(DIGITS)
     out = []
     for d in options[pos]:
-        ident[pos] = d
-        out.append(_Node("".join(ident) + node.mask[8:], node.fabrication, child_weight))
+        digits[pos] = d
+        out.append(("".join(digits), weight / len(DIGITS)))
     return out
 
 
