@@ -95,6 +95,10 @@ def _error(text: str) -> ConfigError:
         (('baud = 2400', 'baud = 2400\ncolour = "red"'), 25, "unknown key 'colour'"),
         (('secondary = "14839120"', 'secondary = "1483912X"'), 40, "8 BCD digits"),
         (("primary = 5", "primary = true"), 35, "an integer"),
+        (('url = "sqlite:///tmp/x.db"', 'url = "sqlite:///tmp/x.db"\nmax_queue = 0'), 10,
+         "at least 1"),
+        (('url = "sqlite:///tmp/x.db"', 'url = "sqlite:///tmp/x.db"\nspool = " "'), 10,
+         "directory"),
     ],
 )
 def test_bad_config_names_line_and_reason(mutation: tuple[str, str], line: int,
@@ -164,3 +168,14 @@ def test_documented_example_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [b.name for b in c.buses] == ["basement", "gateway"]
     assert c.meters[1].address_kind == "enhanced" and c.meters[1].interval == 60.0
     assert c.storage.url.startswith("sqlite:///") and c.mqtt is not None
+
+
+def test_spool_beside_the_sqlite_database_unless_named() -> None:
+    cfg = parse_config(GOOD)
+    assert cfg.storage.spool_dir == "tmp/x.db.spool" and cfg.storage.max_queue == 10_000
+    named = parse_config(GOOD.replace('url = "sqlite:///tmp/x.db"',
+                                      'url = "postgresql://db/x"\nspool = "/var/spool/mbus"\n'
+                                      "max_queue = 50"))
+    assert named.storage.spool_dir == "/var/spool/mbus" and named.storage.max_queue == 50
+    pg = parse_config(GOOD.replace('url = "sqlite:///tmp/x.db"', 'url = "postgresql://db/x"'))
+    assert pg.storage.spool_dir is None

@@ -192,3 +192,122 @@ async def test_bus_task_cancelled_from_outside_always_ends(tmp_path: Path) -> No
         assert done == {task}, f"bus task survived its cancellation (round {i})"
         s.start_bus("b0")
     await s.stop()
+
+
+# -- the spool: polls past the memory bound wait on disk ------------------------------------
+
+
+def _poll(meter: str, slot: int) -> Poll:
+    from headend_fakes import kamstrup_telegram
+
+    t = kamstrup_telegram(1, 14839120, 100.0 + slot, 230.0)
+    return Poll(meter, slot, slot * 10.0, identity_from([t]),
+                tuple(readings_from(meter, [t], slot * 10.0)))
+
+
+def test_spool_keeps_order_survives_a_restart_and_skips_a_cut_line(tmp_path: Path) -> None:
+    from mbuskit.headend.spool import Spool
+
+    spool = Spool(tmp_path / "sp", segment_polls=3)
+    polls = [_poll("m", i) for i in range(7)]
+    for p in polls:
+        spool.append(p)
+    assert spool.count == 7 and len(list((tmp_path / "sp").iterdir())) == 3
+    spool.close()
+    # a crash cut the last write short
+    last = sorted((tmp_path / "sp").iterdir())[-1]
+    last.write_text(last.read_text() + '{"meter": "m", "slot"')
+    again = Spool(tmp_path / "sp", segment_polls=3)
+    assert again.count == 8  # lines, the broken one included
+    taken = []
+    while (item := again.take()) is not None:
+        path, got = item
+        taken += got
+        again.done(path)
+    assert taken == polls and again.skipped == 1 and not again.pending
+    assert list((tmp_path / "sp").iterdir()) == []
+
+
+async def test_outage_longer_than_the_memory_bound_spools_and_loses_nothing(
+        tmp_path: Path) -> None:
+    from mbuskit.headend.spool import Spool
+
+    cfg = _config(interval="0.02", buses=1)
+    store = FlakyStorage(tmp_path / "r.db")
+    spool = Spool(tmp_path / "spool", segment_polls=4)
+    s = Scheduler(cfg, _readers(cfg, delay=0.0), store, retry_base=0.05,
+                  storage_retry=0.02, spool=spool, max_queue=5)
+    polled: list[Poll] = []
+    s.listeners.append(polled.append)
+    await s.start()
+    store.down = True
+    most = 0
+    for _ in range(40):
+        await asyncio.sleep(0.02)
+        most = max(most, len(s._queue))
+    assert most <= 5 and spool.count > 5  # the memory bound held; the rest is on disk
+    assert s.pending == len(s._queue) + spool.count
+    store.down = False
+    for _ in range(200):
+        if s.pending == 0:
+            break
+        await asyncio.sleep(0.02)
+    await s.stop()
+    stored = {(m, slot) for m, slot in store._query("SELECT DISTINCT meter, slot FROM readings")}
+    assert {(p.meter, p.slot) for p in polled} <= stored
+    assert not list((tmp_path / "spool").glob("*.jsonl"))  # every segment committed, deleted
+
+
+async def test_stop_during_an_outage_spills_and_a_restart_commits(tmp_path: Path) -> None:
+    from mbuskit.headend.spool import Spool
+
+    cfg = _config(interval="0.05", buses=1)
+    store = FlakyStorage(tmp_path / "r.db")
+    s = Scheduler(cfg, _readers(cfg), store, retry_base=0.05, storage_retry=0.02,
+                  spool=Spool(tmp_path / "spool"))
+    polled: list[Poll] = []
+    s.listeners.append(polled.append)
+    await s.start()
+    store.down = True
+    await asyncio.sleep(0.4)
+    await s.stop(flush_timeout=0.1)
+    assert polled and len(s._queue) == 0  # nothing left only in memory
+    # the database is back; the next start commits what waited on disk
+    store.down = False
+    again = Scheduler(cfg, _readers(cfg), store, spool=Spool(tmp_path / "spool"))
+    assert again.pending >= len({(p.meter, p.slot) for p in polled}) - 1
+    await again.start(loops=False)
+    for _ in range(100):
+        if again.pending == 0:
+            break
+        await asyncio.sleep(0.02)
+    await again.stop()
+    stored = {(m, slot) for m, slot in store._query("SELECT DISTINCT meter, slot FROM readings")}
+    assert {(p.meter, p.slot) for p in polled} <= stored
+
+
+async def test_a_full_disk_keeps_polls_in_memory(tmp_path: Path) -> None:
+    from mbuskit.headend.spool import Spool
+
+    class FullDisk(Spool):
+        def append(self, poll: Poll) -> None:
+            raise OSError(28, "No space left on device")
+
+    cfg = _config(interval="0.02", buses=1)
+    store = FlakyStorage(tmp_path / "r.db")
+    s = Scheduler(cfg, _readers(cfg, delay=0.0), store, retry_base=0.05, storage_retry=0.02,
+                  spool=FullDisk(tmp_path / "spool"), max_queue=3)
+    polled: list[Poll] = []
+    s.listeners.append(polled.append)
+    await s.start()
+    store.down = True
+    await asyncio.sleep(0.3)
+    assert len(s._queue) > 3  # past the bound, but nothing dropped
+    store.down = False
+    for _ in range(100):
+        if s.pending == 0:
+            break
+        await asyncio.sleep(0.02)
+    await s.stop()
+    stored = {(m, slot) for m, slot in store._query("SELECT DISTINCT meter, slot FROM readings")}
+    assert {(p.meter, p.slot) for p in polled} <= stored

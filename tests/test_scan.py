@@ -82,7 +82,7 @@ async def test_twins_sharing_a_number_split_on_the_and_of_their_serial_numbers()
 
     specs = [MeterSpec(address=0, meter_number=41570925, serial_number=serial, seed=k)
              for k, serial in enumerate((67102137, 70692407))]
-    bus = SimBus([kamstrup_slave(s, 1.7e9, 2400, None) for s in specs],  # type: ignore[misc]
+    bus = SimBus([kamstrup_slave(s, 1.7e9, 2400, None) for s in specs],
                  start=1.7e9)
     found = await Master(bus).scan_secondary()
     assert sorted((f.address or "")[:8] + "/" + (f.fabrication or "") for f in found) == [

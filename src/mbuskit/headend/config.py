@@ -71,6 +71,16 @@ class MeterConfig:
 class StorageConfig:
     url: str = "sqlite:///mbuskit.db"
     lease_seconds: float = 30.0  # PostgreSQL bus lease length
+    # polls kept in memory while the database is down; the rest waits in ``spool`` (a
+    # directory; SQLite's default is the database path + ".spool", PostgreSQL has none)
+    max_queue: int = 10_000
+    spool: str | None = None
+
+    @property
+    def spool_dir(self) -> str | None:
+        if self.spool is not None:
+            return self.spool
+        return None if self.is_postgres else self.sqlite_path + ".spool"
 
     @property
     def is_postgres(self) -> bool:
@@ -305,8 +315,15 @@ def parse_config(text: str, *, path: str | None = None) -> Config:
             raise s.error("must start with sqlite:/// or postgresql://", "url")
         if url == "sqlite:///":
             raise s.error("sqlite:/// needs a file path", "url")
+        max_queue = s.get("max_queue", int, storage.max_queue)
+        if max_queue < 1:
+            raise s.error(f"must be at least 1, got {max_queue}", "max_queue")
+        spool = s.get("spool", str, None)
+        if spool is not None and not spool.strip():
+            raise s.error("needs a directory path", "spool")
         storage = StorageConfig(url=url, lease_seconds=s.duration("lease_seconds",
-                                                                    storage.lease_seconds) or 30.0)
+                                                                    storage.lease_seconds) or 30.0,
+                                max_queue=max_queue, spool=spool)
         s.check_unknown()
 
     http = HttpConfig()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from .config import Config
 from .scheduler import Reader, Scheduler
+from .spool import Spool
 from .storage import Storage, StorageError, open_storage
 
 log = logging.getLogger("mbuskit.headend")
@@ -34,7 +35,12 @@ class Headend:
             readers = {b.name: MasterReader(transport_for(b), timeout=b.timeout, keys=config.keys)
                        for b in config.buses}
         self.readers = dict(readers)
-        self.scheduler = Scheduler(config, self.readers, self.storage, clock=clock)
+        # the default spool sits beside the configured database; a storage passed in (tests,
+        # embedding) gets one only when the configuration names it
+        spool_dir = config.storage.spool if storage is not None else config.storage.spool_dir
+        self.scheduler = Scheduler(config, self.readers, self.storage, clock=clock,
+                                   spool=Spool(spool_dir) if spool_dir else None,
+                                   max_queue=config.storage.max_queue)
         self.http = http
         self.mqtt: object | None = None
         self._server: object | None = None

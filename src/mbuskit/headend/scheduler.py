@@ -7,7 +7,8 @@ is behind is read once at once (catch-up), not once per missed slot, and a slot 
 committed before a crash is not read again. A silent meter is retried with exponential back-off
 and marked offline; its time-outs only cost its own transaction, never the bus's other meters.
 Readings go through a queue to the storage writer, which retries a lost database and keeps the
-queue, so a database outage delays readings but drops none.
+queue, so a database outage delays readings but drops none. Past ``max_queue`` polls, and at a
+shutdown during an outage, they wait in the spool on disk (``spool.Spool``) instead of memory.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from .. import timing
 from ..errors import MBusError
 from .config import Config, MeterConfig
 from .model import Identity, Poll, TelegramLike, identity_from, readings_from
+from .spool import Spool
 from .storage import Storage, StorageError
 
 log = logging.getLogger("mbuskit.headend")
@@ -92,7 +95,8 @@ class Scheduler:
     def __init__(self, config: Config, readers: Mapping[str, Reader], storage: Storage, *,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic,
-                 retry_base: float = 1.0, storage_retry: float = 1.0) -> None:
+                 retry_base: float = 1.0, storage_retry: float = 1.0,
+                 spool: Spool | None = None, max_queue: int = 10_000) -> None:
         self.config = config
         self.readers = dict(readers)
         self.storage = storage
@@ -109,6 +113,11 @@ class Scheduler:
         self._wake = {b.name: asyncio.Event() for b in config.buses}
         self._last_slot: dict[str, int] = {}
         self._queue: deque[Poll] = deque()
+        # past ``max_queue`` polls in memory the rest waits in the spool (disk), in order
+        self.spool = spool
+        self.max_queue = max(int(max_queue), 1)
+        self._from_spool: deque[tuple[Path, int]] = deque()  # taken segments at the queue head
+        self._spool_failed = False
         self._queued = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._bus_tasks: dict[str, asyncio.Task[None]] = {}
@@ -176,10 +185,63 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks.clear()
+        await asyncio.to_thread(self._spill)
 
     @property
     def pending(self) -> int:
-        return len(self._queue)
+        """Polls read but not committed: in memory and in the spool."""
+        return len(self._queue) + (self.spool.count if self.spool is not None else 0)
+
+    def _enqueue(self, poll: Poll) -> None:
+        spool = self.spool
+        if spool is not None and (spool.pending or len(self._queue) >= self.max_queue):
+            try:
+                spool.append(poll)
+            except OSError as exc:
+                # a full disk: keep it in memory, past the bound, rather than lose it
+                if not self._spool_failed:
+                    log.error("spool %s: %s; keeping polls in memory", spool.directory, exc)
+                self._spool_failed = True
+            else:
+                self._spool_failed = False
+                self._queued.set()
+                return
+        self._queue.append(poll)
+        self._queued.set()
+
+    def _committed(self, count: int) -> None:
+        """``count`` polls left the head of the queue: spool segments all of whose polls are
+        committed are deleted."""
+        for _ in range(count):
+            self._queue.popleft()
+        spool = self.spool
+        while count and self._from_spool and spool is not None:
+            path, left = self._from_spool[0]
+            used = min(left, count)
+            count -= used
+            if used == left:
+                self._from_spool.popleft()
+                spool.done(path)
+            else:
+                self._from_spool[0] = (path, left - used)
+
+    def _spill(self) -> None:
+        """At shutdown: polls still in memory go to the spool (those taken from it are still
+        there), so a restart commits them."""
+        spool = self.spool
+        if spool is None:
+            return
+        on_disk = sum(left for _, left in self._from_spool)
+        kept = list(itertools.islice(self._queue, on_disk))
+        for spilled, poll in enumerate(itertools.islice(self._queue, on_disk, None)):
+            try:
+                spool.append(poll)
+            except OSError as exc:
+                log.error("spool %s: %s; %d polls not committed are lost at exit",
+                          spool.directory, exc, len(self._queue) - on_disk - spilled)
+                return
+        self._queue = deque(kept)
+        spool.close()
 
     # ---- timing ----
     def _first_due(self, m: MeterConfig, now: float) -> float:
@@ -263,8 +325,7 @@ class Scheduler:
             health.next_due = (slot + 1) * meter.interval
         self._last_slot[meter.name] = max(slot, self._last_slot.get(meter.name, slot))
         self.latest[meter.name] = poll
-        self._queue.append(poll)
-        self._queued.set()
+        self._enqueue(poll)
         for listener in self.listeners:
             try:
                 listener(poll)
@@ -316,6 +377,16 @@ class Scheduler:
     async def _writer(self) -> None:
         while True:
             if not self._queue:
+                if self.spool is not None and self.spool.pending:
+                    taken = await asyncio.to_thread(self.spool.take)
+                    if taken is not None:
+                        path, polls = taken
+                        if polls:
+                            self._from_spool.append((path, len(polls)))
+                            self._queue.extend(polls)
+                        else:
+                            self.spool.done(path)
+                        continue
                 self._queued.clear()
                 await self._queued.wait()
                 continue
@@ -323,8 +394,7 @@ class Scheduler:
             # poll): at hundreds of polls a second the hops, not the commits, cost the CPU
             batch = list(itertools.islice(self._queue, _WRITE_BATCH))
             done, new, exc = await asyncio.to_thread(self._store_batch, batch)
-            for _ in range(done):
-                self._queue.popleft()
+            self._committed(done)
             self.stored += new
             if exc is None:
                 self.storage_ok = True
@@ -334,8 +404,10 @@ class Scheduler:
                 log.error("storage failed, %d polls queued: %r", len(self._queue), exc)
             self.storage_ok = False
             # polls are independent: one the database refuses goes to the back, so it
-            # cannot hold up the others
-            self._queue.rotate(-1)
+            # cannot hold up the others (not while the head came from the spool: its
+            # segment is deleted by count once the head is committed)
+            if not self._from_spool:
+                self._queue.rotate(-1)
             await asyncio.sleep(self.storage_retry)
 
     async def drain(self, timeout: float = 5.0) -> bool:
