@@ -228,6 +228,17 @@ def test_spool_keeps_order_survives_a_restart_and_skips_a_cut_line(tmp_path: Pat
     assert list((tmp_path / "sp").iterdir()) == []
 
 
+async def _drain_and_check(s: Scheduler, store: FlakyStorage, polled: list[Poll]) -> None:
+    """Wait until nothing is pending, stop, and check every poll read is in the database."""
+    for _ in range(200):
+        if s.pending == 0:
+            break
+        await asyncio.sleep(0.02)
+    await s.stop()
+    stored = {(m, slot) for m, slot in store._query("SELECT DISTINCT meter, slot FROM readings")}
+    assert {(p.meter, p.slot) for p in polled} <= stored
+
+
 async def test_outage_longer_than_the_memory_bound_spools_and_loses_nothing(
         tmp_path: Path) -> None:
     from mbuskit.headend.spool import Spool
@@ -248,13 +259,7 @@ async def test_outage_longer_than_the_memory_bound_spools_and_loses_nothing(
     assert most <= 5 and spool.count > 5  # the memory bound held; the rest is on disk
     assert s.pending == len(s._queue) + spool.count
     store.down = False
-    for _ in range(200):
-        if s.pending == 0:
-            break
-        await asyncio.sleep(0.02)
-    await s.stop()
-    stored = {(m, slot) for m, slot in store._query("SELECT DISTINCT meter, slot FROM readings")}
-    assert {(p.meter, p.slot) for p in polled} <= stored
+    await _drain_and_check(s, store, polled)
     assert not list((tmp_path / "spool").glob("*.jsonl"))  # every segment committed, deleted
 
 
@@ -277,13 +282,7 @@ async def test_stop_during_an_outage_spills_and_a_restart_commits(tmp_path: Path
     again = Scheduler(cfg, _readers(cfg), store, spool=Spool(tmp_path / "spool"))
     assert again.pending >= len({(p.meter, p.slot) for p in polled}) - 1
     await again.start(loops=False)
-    for _ in range(100):
-        if again.pending == 0:
-            break
-        await asyncio.sleep(0.02)
-    await again.stop()
-    stored = {(m, slot) for m, slot in store._query("SELECT DISTINCT meter, slot FROM readings")}
-    assert {(p.meter, p.slot) for p in polled} <= stored
+    await _drain_and_check(again, store, polled)
 
 
 async def test_a_full_disk_keeps_polls_in_memory(tmp_path: Path) -> None:
@@ -304,10 +303,4 @@ async def test_a_full_disk_keeps_polls_in_memory(tmp_path: Path) -> None:
     await asyncio.sleep(0.3)
     assert len(s._queue) > 3  # past the bound, but nothing dropped
     store.down = False
-    for _ in range(100):
-        if s.pending == 0:
-            break
-        await asyncio.sleep(0.02)
-    await s.stop()
-    stored = {(m, slot) for m, slot in store._query("SELECT DISTINCT meter, slot FROM readings")}
-    assert {(p.meter, p.slot) for p in polled} <= stored
+    await _drain_and_check(s, store, polled)
