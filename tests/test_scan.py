@@ -321,6 +321,26 @@ async def test_short_reads_find_a_batch_and_leave_every_twin_on_its_standard_tel
     assert [len(_standard_frame(s)) for s in slaves] == standard
 
 
+async def test_a_stopped_search_still_returns_every_twin_to_its_standard_telegram() -> None:
+    """The readout selection goes to every meter at the first read-out and is reset once at
+    the end; a search stopped half-way (Ctrl-C) sends that reset on its way out."""
+    slaves, _ = _twins(30, 7, consecutive=True)
+    bus = SimBus(slaves, start=1.7e9)  # type: ignore[arg-type]
+
+    class Stop(Exception):
+        pass
+
+    def on_event(event: object) -> None:
+        if isinstance(event, Found):
+            raise Stop
+
+    master = Master(bus)
+    with pytest.raises(Stop):
+        await master.scan_secondary(on_event=on_event)
+    assert len(master.found) == 1
+    assert all(s.device.readout == "standard" for s in slaves)  # type: ignore[attr-defined]
+
+
 async def test_short_reads_cost_less_bus_time_than_full_reads() -> None:
     times = []
     for short in (True, False):

@@ -14,6 +14,7 @@ that some level converters send back. It imports no asyncio: it only awaits the 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -649,17 +650,22 @@ class Master:
     async def scan_secondary(self, mask: str = "FFFFFFFFFFFFFFFF", *, enhanced: bool = True,
                              short_reads: bool = True,
                              on_event: Callable[[object], None] | None = None) -> list[Found]:
-        from .scan import secondary_search
+        from .scan import restore_requests, secondary_search
 
+        # stopped half-way, a search with short reads leaves meters on their readout selection
+        cleanup = restore_requests(mask) if short_reads else []
         return await self._scan(secondary_search(mask, enhanced=enhanced,
-                                                 short_reads=short_reads), on_event)
+                                                 short_reads=short_reads), on_event, cleanup)
 
     async def _scan(self, search: Generator[object, Answer | None, None],
-                    on_event: Callable[[object], None] | None) -> list[Found]:
+                    on_event: Callable[[object], None] | None,
+                    cleanup: Sequence[Request] = ()) -> list[Found]:
         """Drive a search; ``on_event`` sees every Found and Progress as it happens. If the
-        caller cancels (Ctrl-C), the meters found so far are in ``self.found``."""
+        caller cancels (Ctrl-C), the meters found so far are in ``self.found``, and the
+        ``cleanup`` requests are sent (best effort) to leave the meters as they were."""
         self.found: list[Found] = []
         item = next(search, None)
+        completed = False
         try:
             while item is not None:
                 if isinstance(item, Request):
@@ -672,11 +678,19 @@ class Master:
                 if on_event is not None:
                     on_event(item)
                 item = search.send(None)
+            completed = True
         except StopIteration:
-            pass
+            completed = True
         finally:
             search.close()
+            if not completed and cleanup:
+                await self._cleanup(cleanup)
         return self.found
+
+    async def _cleanup(self, requests: Sequence[Request]) -> None:
+        for request in requests:
+            with contextlib.suppress(MBusError, OSError):
+                await self.exchange(request)
 
 
 def _target(address: str | object, fabrication: str | None) -> tuple[str, str | None]:

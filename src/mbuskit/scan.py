@@ -29,14 +29,16 @@ it differs from libmbus's (``mbus_scan_2nd_address_range``):
   are separated by their fabrication number with the enhanced selection (``0C 78`` record with
   F wildcard nibbles), split the same way.
 * Found meters are de-duplicated; the bus is left deselected (SND_NKE to 253).
-* Short reads (default): a selected mask is asked for its fabrication number only (SND_UD CI
+* Short reads (default): the meters are asked for their fabrication number only (SND_UD CI
   51h with the selection-for-readout record ``08 78``, EN 13757-3 6.3.4) before the REQ_UD2, so
   the RSP_UD is the 12-byte long header (ID, manufacturer, version, medium) and one record, not
   the whole standard telegram; collisions stay garbled (the short answers still differ in ID
-  and fabrication number). An application reset (CI 50h) right after the read-out, before any
-  other selection, returns every meter that was selected to its standard telegram (the
-  readout selection survives deselection). A meter that ignores the request answers in full;
-  one that refuses it stays silent, and once refusals outnumber acceptances we stop asking.
+  and fabrication number). The request goes once, to every meter under the search mask at the
+  first read-out (the readout selection survives deselection), and one application reset
+  (CI 50h) to the whole mask ends the search (``Master`` sends it also when a search is
+  stopped half-way). Where the first read-out's request went unanswered, each read-out asks
+  and resets on its own. A meter that ignores the request answers in full; one that refuses
+  it stays silent, and once refusals outnumber acceptances we stop asking.
 """
 
 from __future__ import annotations
@@ -121,6 +123,9 @@ class _State:
     short_refused: int = 0  # silent readout selections before a clean read-out
     reset_pending: bool = False  # a readout selection may be in force: reset before selecting
     reset_retries: int = 0  # repeats of that reset on silence (none when the meters were silent)
+    # the readout selection went to every meter under the search mask (the first read-out):
+    # later read-outs need neither a readout selection nor a reset, one reset ends the search
+    keep_short: bool = False
 
 
 def secondary_search(mask: str = "F" * 16, *, fabrication: str | None = None,
@@ -147,9 +152,37 @@ def secondary_search(mask: str = "F" * 16, *, fabrication: str | None = None,
         node = st.unverified.pop(0)
         st.done -= node.weight
         yield from _visit(node, st, enhanced, read_retries, verify=True)
+    if st.keep_short:
+        yield from _reset_all(root, st)
     # Leave the bus deselected (EN 13757-3: SND_NKE to 253 ends a selection).
     yield Request(snd_nke(ADDRESS_NETWORK), Expect.ACK, ADDRESS_NETWORK)
     yield Progress(1.0, len(st.found), st.probes)
+
+
+def restore_requests(mask: str = "F" * 16, fabrication: str | None = None) -> list[Request]:
+    """What ends a secondary search with short reads that was stopped half-way: select every
+    meter under its mask, application reset (back to the standard telegram), deselect."""
+    return [Request(select_frame(normalize_mask(mask), normalize_fabrication(fabrication)),
+                    Expect.ACK, ADDRESS_NETWORK),
+            Request(snd_ud(ADDRESS_NETWORK, CI_APPLICATION_RESET, fcb=False), Expect.ACK,
+                    ADDRESS_NETWORK),
+            Request(snd_nke(ADDRESS_NETWORK), Expect.ACK, ADDRESS_NETWORK)]
+
+
+def _reset_all(root: _Node, st: _State) -> Generator[object, Answer | None, None]:
+    """Every meter under the search mask back on its standard telegram: select them all, then
+    an application reset; repeated while either goes unanswered (a lost frame)."""
+    select, reset, _ = restore_requests(root.mask, root.fabrication)
+    for _ in range(_RESET_RETRIES + 2):
+        st.probes += 2
+        answer = yield select
+        assert answer is not None
+        if answer.outcome is Outcome.SILENT:
+            continue
+        answer = yield reset
+        assert answer is not None
+        if answer.outcome is not Outcome.SILENT:
+            return
 
 
 _PRESENT_RETRIES = 3
@@ -381,6 +414,8 @@ _Read = tuple[_Kind, LongFrame | None, str | None]
 def _read(node: _Node, st: _State, read_retries: int) -> Generator[object, Answer | None, _Read]:
     """Read-out of a selected mask, short when the meters take a readout selection; every
     meter selected is back on its standard telegram when this returns."""
+    if st.keep_short:
+        return (yield from _read_plain(node, st, read_retries, Outcome.ACK))
     asked = Outcome.SILENT
     if st.short_reads and st.short_refused <= st.short_accepted + 1:
         request = Request(snd_ud(ADDRESS_NETWORK, CI_DATA_SEND, READOUT_FABRICATION, fcb=True),
@@ -396,6 +431,9 @@ def _read(node: _Node, st: _State, read_retries: int) -> Generator[object, Answe
         st.reset_retries = _RESET_RETRIES if asked is not Outcome.SILENT else 0
         if asked is Outcome.ACK:
             st.short_accepted += 1
+            if node.weight == 1.0:
+                # the whole search mask took it: it stays in force until the search ends
+                st.keep_short, st.reset_pending = True, False
     result = yield from _read_plain(node, st, read_retries, asked)
     yield from _restore(st)
     return result
@@ -783,5 +821,6 @@ __all__ = [
     "Unresolved",
     "and_hint",
     "primary_scan",
+    "restore_requests",
     "secondary_search",
 ]
