@@ -22,14 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mbuskit import MBusError, decode
+from mbuskit.libmbus_names import _fb_unit, _fd_unit, _fixed_unit, _primary_unit
 from mbuskit.link import LongFrame
 from mbuskit.records import DataRecord, FunctionField, RecordKind
 from mbuskit.render import (
     SCHEMA,
-    _fb_unit,
-    _fd_unit,
-    _fixed_unit,
-    _primary_unit,
     to_csv,
     to_dict,
     to_json,
