@@ -642,7 +642,7 @@ class Master:
     async def scan_primary(self, addresses: Iterable[int] = range(ADDRESS_MAX_PRIMARY + 1), *,
                            identify: bool = True,
                            on_event: Callable[[object], None] | None = None) -> list[Found]:
-        from .scan import primary_scan
+        from .scan_primary import primary_scan
 
         return await self._scan(primary_scan(list(addresses), identify=identify,
                                              retries=self.retries), on_event)

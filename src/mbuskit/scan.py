@@ -1,4 +1,5 @@
-"""Scans as pure transactions: primary scan, secondary wildcard search, enhanced search.
+"""Scans as pure transactions: secondary wildcard search and enhanced search (the primary scan
+is in ``scan_primary``, the reading of collided and damaged answers in ``scan_hints``).
 
 A search is a generator. It yields a :class:`~mbuskit.master.Request` and is sent back the
 :class:`~mbuskit.master.Answer`; it also yields events (:class:`~mbuskit.master.Found`,
@@ -44,7 +45,7 @@ it differs from libmbus's (``mbus_scan_2nd_address_range``):
 from __future__ import annotations
 
 import enum
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 from .link import ADDRESS_NETWORK, LongFrame
@@ -57,7 +58,6 @@ from .master import (
     Outcome,
     Request,
     address_of,
-    check_primary,
     fabrication_of,
     matches,
     normalize_fabrication,
@@ -67,8 +67,13 @@ from .master import (
     snd_nke,
     snd_ud,
 )
-
-DIGITS = "0123456789"  # ID and fabrication digits are BCD (EN 13757-3 7.2); F is the wildcard
+from .scan_hints import (
+    DIGITS,
+    and_hint,
+    differ_beyond_counters,
+    narrow,
+    one_bit_off,
+)
 
 Search = Generator[object, Answer | None, None]
 
@@ -186,9 +191,6 @@ def _reset_all(root: _Node, st: _State) -> Generator[object, Answer | None, None
 
 
 _PRESENT_RETRIES = 3
-# the answer to a REQ_UD2 after the readout selection of the fabrication number: long header
-# (12 bytes after CI) and the record 0C 78 + 4 BCD bytes, in a long frame
-_SHORT_ANSWER = 9 + 12 + 6
 _CAREFUL_PROBES = 3
 _TOP_WEIGHT = 0.099  # a child of the whole address space (one digit fixed)
 
@@ -504,7 +506,7 @@ def _read_plain(node: _Node, st: _State, read_retries: int,
             # two collided short answers: their AND (noise that set a bit in one is cleared
             # by the other; noise that cleared one only allows more digits)
             both = bytes(x & y for x, y in zip(previous, reply.raw, strict=True))
-            if _differ_beyond_counters(previous, reply.raw):
+            if differ_beyond_counters(previous, reply.raw):
                 st.careful = True  # the same meters answered alike: noise made the difference
             return _Kind.COLLISION, None, and_hint(both)
         short = asked is Outcome.ACK
@@ -514,7 +516,7 @@ def _read_plain(node: _Node, st: _State, read_retries: int,
             garbled_before = True
             previous = reply.raw if short else None
             continue
-        if attempt < read_retries and _bit_error(reply.raw):
+        if attempt < read_retries and one_bit_off(reply.raw):
             # Off as by one flipped bit: probably one meter and noise. Selecting the address
             # the frame names tells more cheaply than a second full read-out: a real meter
             # answers, the AND of several addresses matches nobody.
@@ -540,16 +542,6 @@ def _read_plain(node: _Node, st: _State, read_retries: int,
             continue
         return _Kind.COLLISION, None, hint
     return _Kind.COLLISION, None, None
-
-
-def _differ_beyond_counters(a: bytes, b: bytes) -> bool:
-    """Two answers of the same meters to the same request differ only in the access number
-    (which each answer advances), the status byte and the checksum; a short answer's other
-    bytes are fixed, so any other difference is noise."""
-    if len(a) != _SHORT_ANSWER:
-        return False
-    return any(x != y for i, (x, y) in enumerate(zip(a, b, strict=True))
-               if i not in (15, 16, len(a) - 2))
 
 
 def _names_a_meter(node: _Node, raw: bytes) -> bool:
@@ -613,64 +605,6 @@ def _fab_matches(fab: str, mask: str) -> bool:
     return all(m in ("F", f) for m, f in zip(mask, fab, strict=True))
 
 
-def _bit_error(raw: bytes) -> bool:
-    """A long frame that one flipped bit makes whole (start, L fields, stop byte, checksum). A
-    wired AND of different answers is off by anything, and cannot break the bytes that all
-    answers share (start, L, stop), so such a frame is one answer and noise."""
-    if len(raw) < 9 or len(raw) > 261:
-        return False
-    if _whole(raw):
-        return False  # not damaged at all (the caller saw it as garbled for another reason)
-    buf = bytearray(raw)
-    for i in range(len(buf)):
-        for k in range(8):
-            buf[i] ^= 1 << k
-            whole = _whole(buf)
-            buf[i] ^= 1 << k
-            if whole:
-                return True
-    return False
-
-
-def _whole(b: bytes | bytearray) -> bool:
-    return (b[0] == 0x68 and b[3] == 0x68 and b[1] == b[2] and len(b) == b[1] + 6
-            and b[-1] == 0x16 and sum(b[4:-2]) & 0xFF == b[-2])
-
-
-def and_hint(raw: bytes) -> str | None:
-    """The meter-number digits of a collided read-out, when it is a byte-aligned wired AND.
-
-    Slaves send a 0 by drawing current, so answers that start together reach the master as
-    the AND of their bytes (EN 13757-2 physical layer). When the garbled answer still has the
-    shape of one RSP_UD (start bytes, equal L fields, stop byte where L puts it, CI 72h), the
-    answers were aligned and its ID field is the AND of the meters' IDs: a meter's digit at a
-    position has every bit of the AND's digit set. Answers that did not line up (slaves with
-    different answer delays) fail the shape test and give no hint.
-    """
-    if (len(raw) < 19 or raw[0] != 0x68 or raw[3] != 0x68 or raw[1] != raw[2]
-            or len(raw) != raw[1] + 6 or raw[-1] != 0x16 or raw[6] != 0x72):
-        return None
-    digits = raw[10:6:-1].hex().upper()
-    if not all(c in DIGITS for c in digits):
-        return None
-    if len(raw) == _SHORT_ANSWER and raw[19:21] == b"\x0c\x78":
-        # a short read-out: the fabrication number's AND follows (checked, not split on)
-        fab = raw[24:20:-1].hex().upper()
-        if all(c in DIGITS for c in fab):
-            digits += fab
-    return digits
-
-
-# P(two BCD digits differ | their AND is h), h = 0..9, for uniformly drawn digits; 7 and 9 are
-# their own only superset, so they never differ (kept positive to be a divisor).
-_DIFFER = (50 / 51, 16 / 17, 8 / 9, 2 / 3, 8 / 9, 2 / 3, 2 / 3, 1e-9, 2 / 3, 1e-9)
-
-
-def _candidates(hint_digit: str) -> list[str]:
-    bits = int(hint_digit)
-    return [d for d in DIGITS if int(d) & bits == bits]
-
-
 def _hinted_split(node: _Node, hint: str, enhanced: bool = True) -> list[_Node]:
     """Children of a collided mask that the AND of the meters' IDs allows.
 
@@ -686,44 +620,13 @@ def _hinted_split(node: _Node, hint: str, enhanced: bool = True) -> list[_Node]:
     ident = node.mask[:8]
     if "F" in ident:
         return [_Node(digits + node.mask[8:], node.fabrication, weight)
-                for digits, weight in _narrow(ident, hint[:8], node.weight, batch=True)]
+                for digits, weight in narrow(ident, hint[:8], node.weight, batch=True)]
     if not enhanced or len(hint) != 16:
         return []
     fab = node.fabrication or "F" * 8
     # serial numbers of meters that share a meter number are not a batch: no last-digit rule
     return [_Node(node.mask, digits, weight)
-            for digits, weight in _narrow(fab, hint[8:], node.weight, batch=False)]
-
-
-def _narrow(mask: str, hint: str, weight: float, *, batch: bool) -> list[tuple[str, float]]:
-    """The children of an 8-digit ``mask`` (F = wildcard) that the AND digits ``hint`` allow,
-    with their share of the search space."""
-    digits = list(mask)
-    free = [p for p in range(8) if digits[p] == "F"]
-    if not free:
-        return []
-    options = {p: _candidates(hint[p]) for p in free}
-    for p in free:
-        if len(options[p]) == 1:
-            digits[p] = options[p][0]
-            weight /= len(DIGITS)
-    open_positions = [p for p in free if len(options[p]) > 1]
-    if not open_positions:
-        # every digit is known: all the meters share it; one child, the full number
-        return [("".join(digits), weight)]
-    # Fewest probes per position that separates: the AND's digit also says how likely two
-    # meters differ there (an AND of 3 is 3&3, 3&7 or 7&3: two of three pairs differ).
-    # The first split of a whole meter number is on the last digit all the same: meters of
-    # one delivery batch share their leading digits and differ there, whatever their AND says.
-    if batch and len(free) == 8:
-        pos = max(open_positions)
-    else:
-        pos = min(open_positions, key=lambda p: (len(options[p]) / _DIFFER[int(hint[p])], p))
-    out = []
-    for d in options[pos]:
-        digits[pos] = d
-        out.append(("".join(digits), weight / len(DIGITS)))
-    return out
+            for digits, weight in narrow(fab, hint[8:], node.weight, batch=False)]
 
 
 def _split(node: _Node, enhanced: bool) -> list[_Node]:
@@ -744,83 +647,12 @@ def _split(node: _Node, enhanced: bool) -> list[_Node]:
     return [_Node(node.mask, fab[:pos] + d + fab[pos + 1:], weight) for d in DIGITS]
 
 
-# ---------------------------------------------------------------------------------------------
-
-
-def primary_scan(addresses: Sequence[int], *, identify: bool = True, retries: int = 1,
-                 careful: bool = False) -> Search:
-    """SND_NKE to each primary address; a meter answers E5. With ``identify`` each one found is
-    read (REQ_UD2) for its secondary address, which also shows two meters sharing an address:
-    their E5 look like one, their RSP_UD collide.
-
-    A garbled answer is retried: noise passes, a collision stays. Silent addresses are probed
-    once; once noise has been seen they get a second probe at the end.
-    """
-    targets = [check_primary(a, allow_special=False) for a in addresses]
-    noisy = careful
-    silent: list[int] = []
-    found = 0
-    probes = 0
-    for index, address in enumerate(targets):
-        outcome = None
-        for attempt in range(retries + 1):
-            probes += 1
-            answer = yield Request(snd_nke(address), Expect.ACK, address)
-            assert answer is not None
-            outcome = answer.outcome
-            if outcome is Outcome.ACK or (outcome is Outcome.SILENT and not noisy):
-                break
-            if outcome is Outcome.GARBLED and attempt < retries:
-                noisy = True
-        if outcome is Outcome.SILENT:
-            silent.append(address)
-        elif outcome is not None:
-            item = yield from _identify(address, outcome, identify, retries)
-            found += 1
-            if (item.note or "").startswith("noise"):
-                noisy = True
-            yield item
-        yield Progress((index + 1) / max(len(targets), 1), found, probes)
-    if noisy:
-        for address in silent:
-            probes += 1
-            answer = yield Request(snd_nke(address), Expect.ACK, address)
-            assert answer is not None
-            if answer.outcome is not Outcome.SILENT:
-                found += 1
-                yield (yield from _identify(address, answer.outcome, identify, retries))
-        yield Progress(1.0, found, probes)
-
-
-def _identify(address: int, outcome: Outcome, identify: bool,
-              retries: int) -> Generator[object, Answer | None, Found]:
-    if outcome is Outcome.GARBLED:
-        return Found(primary=address, note="collision: several meters answer at this address")
-    if not identify:
-        return Found(primary=address)
-    request = Request(req_ud2(address, fcb=True), Expect.DATA, address)
-    garbled = False
-    for _ in range(retries + 1):
-        reply = yield request
-        assert reply is not None
-        if reply.outcome is Outcome.FRAME and isinstance(reply.frame, LongFrame):
-            note = "noise: read-out needed a retry" if garbled else ""
-            return Found(address=address_of(reply.frame), primary=address,
-                         fabrication=fabrication_of(reply.frame), frame=reply.frame, note=note)
-        garbled = garbled or reply.outcome is Outcome.GARBLED
-    if garbled:
-        return Found(primary=address,
-                     note="collision: several meters share this primary address")
-    return Found(primary=address, note="answers SND_NKE but not REQ_UD2")
-
-
 __all__ = [
     "DIGITS",
     "Progress",
     "Search",
     "Unresolved",
     "and_hint",
-    "primary_scan",
     "restore_requests",
     "secondary_search",
 ]
