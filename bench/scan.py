@@ -43,7 +43,7 @@ from mbuskit.emulator import MeterSpec, kamstrup_slave
 from mbuskit.link import Frame, ShortFrame
 from mbuskit.master import Master
 from mbuskit.transport.server import Gateway, serve_tcp
-from mbuskit.transport.simbus import SimBus
+from mbuskit.transport.simbus import COLLISION_MODES, SimBus
 
 BAUD = 2400
 START = 1_767_225_600.0  # the meters' clock: 2026-01-01, the same for every copy
@@ -107,8 +107,9 @@ def floor_seconds(pop: Population) -> float:
     return total
 
 
-async def ours(pop: Population, short_reads: bool = True) -> tuple[float, int, int]:
-    bus = SimBus(slaves(pop), baud=BAUD, start=START)
+async def ours(pop: Population, short_reads: bool = True,
+               collisions: str = "and") -> tuple[float, int, int]:
+    bus = SimBus(slaves(pop), baud=BAUD, start=START, collisions=collisions)
     master = Master(bus)
     found = await master.scan_secondary(short_reads=short_reads)
     got = {(f.address[:8], int(f.fabrication)) for f in found if f.address and f.fabrication}
@@ -116,13 +117,14 @@ async def ours(pop: Population, short_reads: bool = True) -> tuple[float, int, i
     return bus.bus_seconds, missed, bus.frames_sent
 
 
-def _run_libmbus(pop: Population, timeout_ms: int) -> tuple[list[bytes], list[str] | None, str]:
+def _run_libmbus(pop: Population, timeout_ms: int,
+                 collisions: str) -> tuple[list[bytes], list[str] | None, str]:
     """Serve ``pop`` over TCP, run node-mbus's scan against it; the frames it sent, its list."""
     log: list[bytes] = []
     result: dict[str, Any] = {}
 
     async def main() -> None:
-        gateway = Gateway(slaves(pop), baud=BAUD, clock=lambda: START)
+        gateway = Gateway(slaves(pop), baud=BAUD, clock=lambda: START, collisions=collisions)
         original = gateway.exchange
 
         async def recording(frame: Frame, wire_bytes: int, baud: int | None = None) -> bytes:
@@ -145,9 +147,9 @@ def _run_libmbus(pop: Population, timeout_ms: int) -> tuple[list[bytes], list[st
     return log, json.loads(result["out"].decode() or "[]"), ""
 
 
-async def replay(pop: Population, frames: list[bytes], window: float) -> float:
+async def replay(pop: Population, frames: list[bytes], window: float, collisions: str) -> float:
     """libmbus's frames on the bus model, with libmbus's waits (answer, then purge)."""
-    bus = SimBus(slaves(pop), baud=BAUD, start=START)
+    bus = SimBus(slaves(pop), baud=BAUD, start=START, collisions=collisions)
     for data in frames:
         await bus.send(data)
         if await bus.receive(window):
@@ -156,12 +158,13 @@ async def replay(pop: Population, frames: list[bytes], window: float) -> float:
     return bus.bus_seconds
 
 
-def libmbus(pop: Population, timeout_ms: int,
-            windows: tuple[float, float]) -> tuple[float, float, int, int, str]:
+def libmbus(pop: Population, timeout_ms: int, windows: tuple[float, float],
+            collisions: str = "and") -> tuple[float, float, int, int, str]:
     # the gateway computes a 250-meter collision in Python: give libmbus time for that, or
     # it would take a slow answer for silence
-    frames, found, error = _run_libmbus(pop, max(timeout_ms, int(1.2 * len(pop.specs))))
-    own, same = (asyncio.run(replay(pop, frames, w)) for w in windows)
+    frames, found, error = _run_libmbus(pop, max(timeout_ms, int(1.2 * len(pop.specs))),
+                                        collisions)
+    own, same = (asyncio.run(replay(pop, frames, w, collisions)) for w in windows)
     if found is None:
         return own, same, len(pop.specs), len(frames), error
     ids = [a[:8] for a in found]
@@ -183,6 +186,10 @@ def main() -> int:
                         help="skip libmbus (its replay of 250 random meters takes minutes)")
     parser.add_argument("--full-reads", action="store_true",
                         help="ours identifies each meter by its full standard telegram")
+    parser.add_argument("--collisions", choices=COLLISION_MODES, default="and",
+                        help="and: collided answers line up (wired AND, the default); skew: "
+                             "they arrive one after another, as from slaves answering after "
+                             "different delays on a real bus (both sides get the same bus)")
     args = parser.parse_args()
     # libmbus waits its own serial timeout at this rate (0.3 s at 2400 baud, mbus-serial.c)
     # for a silent answer and for each purge; also shown: libmbus charged our window
@@ -192,21 +199,22 @@ def main() -> int:
     if not have_node and not args.ours_only:
         print("node-mbus not installed (.ci/install-node-mbus.sh): measuring ours only",
               file=sys.stderr)
-    print(f"secondary search, {BAUD} baud, bus seconds; a silent answer costs ours the "
-          f"EN 13757-2 window {windows[1] * 1000:.1f} ms, libmbus its serial timeout "
-          f"{windows[0] * 1000:.0f} ms ([..] libmbus charged our window)")
+    print(f"secondary search, {BAUD} baud, collisions {args.collisions}, bus seconds; a silent "
+          f"answer costs ours the EN 13757-2 window {windows[1] * 1000:.1f} ms, libmbus its "
+          f"serial timeout {windows[0] * 1000:.0f} ms ([..] libmbus charged our window)")
     worst = 0.0
     worst_same = 0.0
     for pop in populations(args.seed):
         if args.only and args.only not in pop.name:
             continue
         started = time.monotonic()
-        our_s, our_missed, our_frames = asyncio.run(ours(pop, not args.full_reads))
+        our_s, our_missed, our_frames = asyncio.run(ours(pop, not args.full_reads,
+                                                         args.collisions))
         floor = floor_seconds(pop)
         below = "  (below the floor: it assumes full read-outs)" if our_s < floor else ""
         if have_node:
             lib_s, lib_same, lib_missed, lib_frames, error = libmbus(
-                pop, args.libmbus_timeout_ms, windows)
+                pop, args.libmbus_timeout_ms, windows, args.collisions)
             ratio = our_s / lib_s if lib_s else float("nan")
             ratio_same = our_s / lib_same if lib_same else float("nan")
             worst = max(worst, ratio)

@@ -128,6 +128,18 @@ async def test_different_long_frames_collide_into_garbage() -> None:
     assert not any(isinstance(item, LongFrame) for item in reader.feed(got))
 
 
+async def test_skewed_answers_arrive_one_after_another() -> None:
+    slaves = [FakeSlave(1, 12345678), FakeSlave(2, 12349999)]
+    bus = SimBus(slaves, collisions="skew")
+    await bus.send(select("1234FFFF"))
+    assert await bus.receive(0.3) == b"\xe5\xe5"  # not one E5: the master sees a collision
+    await bus.send(req_ud2(253))
+    a, b = (s.telegram() for s in slaves)
+    assert await bus.receive(0.3) == a + b
+    with pytest.raises(MBusError, match="collisions must be one of and, skew"):
+        SimBus(slaves, collisions="or")
+
+
 def test_wired_and_keeps_the_longer_tail() -> None:
     assert wired_and([b"\xe5", b"\x68\x03\x03\x68"]) == bytes([0xE5 & 0x68, 3, 3, 0x68])
     assert wired_and([b"\xe5", b"\xe5", b"\xe5"]) == b"\xe5"

@@ -131,6 +131,7 @@ class _State:
     # the readout selection went to every meter under the search mask (the first read-out):
     # later read-outs need neither a readout selection nor a reset, one reset ends the search
     keep_short: bool = False
+    misaligned: bool = False  # collided answers arrive one after another (no wired AND)
 
 
 def secondary_search(mask: str = "F" * 16, *, fabrication: str | None = None,
@@ -388,14 +389,16 @@ def _select(node: _Node, st: _State, verify: bool, *,
     # on a noisy line a selection (about 140 bits) is lost now and then; an empty answer is
     # believed after three (one probed before, ``verify``, gets two more)
     attempts = (_CAREFUL_PROBES - 1 if verify else _CAREFUL_PROBES) if st.careful else 1
-    if suspect:
+    if suspect or (st.misaligned and not verify):
         attempts = max(attempts, 2)
     answer: Answer | None = None
-    for _ in range(attempts):
+    for attempt in range(attempts):
         st.probes += 1
         answer = yield select
         assert answer is not None
         if answer.outcome is not Outcome.SILENT:
+            if attempt:
+                st.careful = True  # silent, then answering: the line lost a frame
             break
     assert answer is not None
     if answer.outcome is Outcome.SILENT:
@@ -403,9 +406,14 @@ def _select(node: _Node, st: _State, verify: bool, *,
             st.unverified.append(node)
         return Outcome.SILENT
     if answer.outcome is not Outcome.ACK:
-        # Several E5 that did not line up, or noise on the E5: either way more probing decides.
-        # Identical E5 that overlap look like one (wired AND), so this is a sign of noise too.
-        st.careful = True
+        # Several E5 that did not line up (on a real bus slaves answer after different delays),
+        # or noise on one E5: either way more probing decides. Not a sign of noise by itself:
+        # the split below shows whether the mask held several meters.
+        if len(answer.raw) > 1:
+            # answers one after another: collided answers do not line up on this bus, so they
+            # carry no AND to check noise against; a lost selection may show nowhere else, so
+            # empty masks get two probes (as libmbus gives every one)
+            st.misaligned = True
         return Outcome.GARBLED
     return Outcome.ACK
 
@@ -426,11 +434,12 @@ def _read(node: _Node, st: _State, read_retries: int) -> Generator[object, Answe
         answer = yield request
         assert answer is not None
         asked = answer.outcome
-        if asked is Outcome.GARBLED:
-            st.careful = True  # identical E5s line up on the wired AND: a garbled one is noise
-        # a silent meter may have lost our frame, or its E5 got lost: reset it all the same
+        # several E5s garbled together were acknowledgements all the same; a silent meter may
+        # have lost our frame, or its E5 got lost: reset it all the same
         st.reset_pending = True
         st.reset_retries = _RESET_RETRIES if asked is not Outcome.SILENT else 0
+        if asked is Outcome.GARBLED:
+            asked = Outcome.ACK
         if asked is Outcome.ACK:
             st.short_accepted += 1
             if node.weight == 1.0:

@@ -71,11 +71,12 @@ class Gateway:
     clock: Clock = time.time
     name: str = ""
     stats: GatewayStats = field(default_factory=GatewayStats)
+    collisions: str = "and"  # how collided answers reach the master (simbus.COLLISION_MODES)
 
     def __post_init__(self) -> None:
         timing.check_baud(self.baud)
         timing.answer_delay(self.baud, self.answer_bits)  # refuses a delay outside the window
-        self.segment = Segment(self.slaves)
+        self.segment = Segment(self.slaves, collisions=self.collisions)
         self._lock = asyncio.Lock()
         self.connections: set[asyncio.Task[None]] = set()
 

@@ -56,6 +56,9 @@ class SlaveLike(Protocol):
     def handle(self, frame: Frame, now: float) -> ReplyLike | None: ...
 
 
+COLLISION_MODES = ("and", "skew")
+
+
 def wired_and(replies: Sequence[bytes]) -> bytes:
     """Combine answers that start at the same moment as the master's receiver sees them.
 
@@ -92,7 +95,14 @@ class Segment:
     to each slave at that rate; a slave that is not addressed returns None.
     """
 
-    def __init__(self, slaves: Iterable[SlaveLike]) -> None:
+    def __init__(self, slaves: Iterable[SlaveLike], *, collisions: str = "and") -> None:
+        if collisions not in COLLISION_MODES:
+            raise LocalError(f"collisions must be one of {', '.join(COLLISION_MODES)}, "
+                             f"got {collisions!r}")
+        # "and": answers start together and the master sees their wired AND, byte for byte;
+        # "skew": slaves answer after different delays (anywhere in the 11-330 bit window), so
+        # the answers do not line up: the master sees them one after another, garbled
+        self.collisions = collisions
         self.slaves: list[SlaveLike] = []
         self._timed: list[_Timed] = []
         self._readers: dict[int, FrameReader] = {}
@@ -181,6 +191,8 @@ class Segment:
             reply = slave.handle(frame, now)
             if reply is not None and reply.data:
                 answers.append(bytes(reply.data))
+        if self.collisions == "skew":
+            return Exchange(frame, len(answers), b"".join(answers))
         return Exchange(frame, len(answers), wired_and(answers))
 
 
@@ -253,8 +265,9 @@ class SimBus:
         seed: int = 0,
         answer_bits: float = timing.ANSWER_MIN_BITS,
         start: float = 0.0,
+        collisions: str = "and",
     ) -> None:
-        self.segment = Segment(slaves)
+        self.segment = Segment(slaves, collisions=collisions)
         self._baud = timing.check_baud(baud)
         if noise is None:
             noise = Noise()
@@ -365,6 +378,7 @@ class SimBus:
 
 
 __all__ = [
+    "COLLISION_MODES",
     "Exchange",
     "Noise",
     "ReplyLike",
