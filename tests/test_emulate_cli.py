@@ -162,6 +162,11 @@ def test_command_line_combinations() -> None:
                              "gateways": 2, "baud": 9600, "speed": 10.0})
     assert config.host == "0.0.0.0" and [g.port for g in config.gateways] == [15000, 15001]
     assert config.speed == 10.0 and all(g.baud == 9600 for g in config.gateways)
+    assert config.collisions == "and"
+    skew = build_config(**{**base, "tcp": "127.0.0.1:0", "collisions": "skew"})
+    assert skew.collisions == "skew"
+    with pytest.raises(EmulatorConfigError, match="collisions must be one of and, skew"):
+        seeded_config(meters=1, seed=0, port=0, collisions="or")
     result = CliRunner().invoke(main, ["emulate", "--tcp", "localhost:notaport"])
     assert result.exit_code != 0 and "HOST:PORT" in result.output
     result = CliRunner().invoke(main, ["emulate", "--meters", "3"])
@@ -244,6 +249,29 @@ async def test_emulator_serves_keeps_state_and_never_turns_the_clock_back(
         assert sorted(restored.values()) == [0, 0, 1]
     finally:
         await again.stop()
+
+
+async def test_a_skewed_gateway_is_scanned_whole_over_tcp() -> None:
+    """Collided answers that arrive one after another (``--collisions skew``) reach a master
+    over TCP as garbage; the search still finds every meter."""
+    from mbuskit.master import Master
+    from mbuskit.transport.tcp import TcpTransport
+
+    config = seeded_config(meters=6, seed=11, port=0, collisions="skew")
+    emu = Emulator(config)
+    await emu.start()
+    try:
+        host, port = emu.served[0].where.rsplit(":", 1)
+        transport = TcpTransport(host, int(port), latency=0.0)
+        await transport.open()
+        try:
+            found = await Master(transport).scan_secondary()
+        finally:
+            await transport.close()
+    finally:
+        await emu.stop()
+    assert sorted((f.address or "")[:8] for f in found) == sorted(
+        f"{spec.meter_number:08d}" for spec, _ in emu.meters)
 
 
 async def test_corrupt_state_file_is_a_clear_error(tmp_path: Path) -> None:

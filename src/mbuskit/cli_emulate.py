@@ -25,9 +25,10 @@ from .errors import MBusError
 def build_config(*, tcp: str | None, serial: str | None, meters: int | None, seed: int,
                  gateways: int, baud: int | None, config: Path | None, realtime: bool,
                  state: Path | None, save_interval: float | None,
-                 speed: float | None) -> EmulatorConfig:
+                 speed: float | None, collisions: str | None = None) -> EmulatorConfig:
     options: dict[str, Any] = {"realtime": realtime or None, "state_dir": state,
-                               "save_interval": save_interval, "speed": speed}
+                               "save_interval": save_interval, "speed": speed,
+                               "collisions": collisions}
     if config is not None:
         if meters is not None or serial is not None or tcp is not None or gateways != 1:
             raise EmulatorConfigError(
@@ -126,6 +127,10 @@ async def _run(config: EmulatorConfig, *, ready_file: Path | None, console: bool
               "saves (default 60).")
 @click.option("--speed", type=click.FloatRange(min=0.0, min_open=True),
               help="Meter clocks run this many times faster than wall time.")
+@click.option("--collisions", type=click.Choice(["and", "skew"]),
+              help="How answers of several meters reach the master: 'and' (they line up, wired "
+              "AND; default) or 'skew' (one after another, as from slaves with different "
+              "answer delays).")
 @click.option("--console", is_flag=True, help="Read meter inputs from standard input: "
               "'button METER', 'tariff METER on|off', 'pulse METER COUNT'.")
 @click.option("--ready-file", type=click.Path(path_type=Path, dir_okay=False), hidden=True,
@@ -133,7 +138,7 @@ async def _run(config: EmulatorConfig, *, ready_file: Path | None, console: bool
 def emulate(*, tcp: str | None, serial: str | None, meters: int | None, seed: int, gateways: int,
              config_file: Path | None, baud: str | None, realtime: bool, state: Path | None,
              save_interval: float | None, speed: float | None, ready_file: Path | None,
-             console: bool) -> None:
+             console: bool, collisions: str | None) -> None:
     """Emulate Kamstrup electricity meters with M-Bus modules behind M-Bus gateways.
 
     Example: mbus emulate --tcp 127.0.0.1:10001 --meters 5 --seed 1
@@ -142,7 +147,8 @@ def emulate(*, tcp: str | None, serial: str | None, meters: int | None, seed: in
         config = build_config(tcp=tcp, serial=serial, meters=meters, seed=seed,
                               gateways=gateways, baud=int(baud) if baud else None,
                               config=config_file, realtime=realtime, state=state,
-                              save_interval=save_interval, speed=speed)
+                              save_interval=save_interval, speed=speed,
+                              collisions=collisions)
         asyncio.run(_run(config, ready_file=ready_file, console=console))
     except MBusError as exc:
         raise click.ClickException(str(exc)) from exc

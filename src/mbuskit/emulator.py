@@ -9,6 +9,7 @@ host = "127.0.0.1"
 baud = 2400           # default for the gateways
 speed = 1.0           # meter clocks run this many times faster than wall time
 realtime = false      # wait as the wire would (EN 13757-2 timing) before answering
+collisions = "and"    # collided answers: "and" (wired AND) or "skew" (one after another)
 state = "state/"      # keep the meters across restarts
 save_interval = 60    # seconds between state saves
 
@@ -43,6 +44,7 @@ from typing import Any
 from . import timing
 from .errors import LocalError, MBusError
 from .transport.server import Gateway, SerialServer, serve_serial, serve_tcp
+from .transport.simbus import COLLISION_MODES
 
 log = logging.getLogger("mbuskit.emulator")
 
@@ -103,6 +105,7 @@ class EmulatorConfig:
     host: str = "127.0.0.1"
     speed: float = 1.0
     realtime: bool = False
+    collisions: str = "and"  # how collided answers reach the master (simbus.COLLISION_MODES)
     state_dir: Path | None = None
     save_interval: float = 60.0
     start: float | None = None  # the meters' clock at start (None: wall time)
@@ -114,6 +117,9 @@ class EmulatorConfig:
             raise EmulatorConfigError(f"speed must be > 0, got {self.speed}")
         if not self.save_interval > 0:
             raise EmulatorConfigError(f"save interval must be > 0, got {self.save_interval}")
+        if self.collisions not in COLLISION_MODES:
+            raise EmulatorConfigError(f"collisions must be one of {', '.join(COLLISION_MODES)},"
+                                      f" got {self.collisions!r}")
         check_distinct(self.gateways)
 
     @property
@@ -282,7 +288,7 @@ class _Lines:
         return self._tables.get((gateway, meter))
 
 
-_EMULATOR_KEYS = {"host", "baud", "speed", "realtime", "state", "save_interval"}
+_EMULATOR_KEYS = {"host", "baud", "speed", "realtime", "state", "save_interval", "collisions"}
 _GATEWAY_KEYS = {"port", "serial", "baud", "meters"}
 _METER_KEYS = {"address", "meter_number", "serial", "variant", "key", "profile", "seed"}
 
@@ -339,10 +345,11 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>",
         "speed": head.get("speed", 1.0),
         "realtime": head.get("realtime", False),
         "save_interval": head.get("save_interval", 60.0),
+        "collisions": head.get("collisions", "and"),
     }
     if "state" in head:
         options["state_dir"] = Path(str(head["state"]))
-    for key, kind in (("host", str), ("realtime", bool)):
+    for key, kind in (("host", str), ("realtime", bool), ("collisions", str)):
         if not isinstance(options[key], kind):
             raise fail(f"{key} must be a {kind.__name__}", None, None, key)
     for key in ("speed", "save_interval"):
@@ -603,7 +610,7 @@ class Emulator:
                     slaves.append(slave)
                     self.meters.append((meter, slave))
                 gateway = Gateway(slaves, baud=spec.baud, realtime=self.config.realtime,
-                                  clock=self.clock)
+                                  clock=self.clock, collisions=self.config.collisions)
                 if spec.port is not None:
                     tcp = await serve_tcp(gateway, self.config.host, spec.port)
                     port = tcp.sockets[0].getsockname()[1]
