@@ -256,13 +256,19 @@ def _visit(node: _Node, st: _State, enhanced: bool, read_retries: int, *,
                 # probed twice each now (careful)
                 st.careful = True
                 total += yield from _reprobe(empty, st, enhanced, read_retries, verify=False)
+            elif (empty and hint and not st.careful and _weak(hint, node)
+                  and not _batch_gap(children, empty, st)):
+                # an AND of several meters has few bits left, and a meter behind a lost
+                # selection would hardly change it: that check is weak here, so the empty
+                # children get their second probe
+                total += yield from _reprobe(empty, st, enhanced, read_retries)
             # the digits the wired AND ruled out hold nobody: their share is settled too
             yield from _settle(node, st, node.weight - sum(c.weight for c in children))
             return total
         # fewer than two: the hint was damaged by noise; search the node the plain way
         st.careful = True
         st.done -= sum(c.weight for c in children)
-    children = _split(node, enhanced)
+    children = _split(node, enhanced, st)
     if not children and entry is _Entry.COLLIDED:
         # nothing left to split on: read it after all (a collision seen through noise may have
         # been one meter)
@@ -299,11 +305,28 @@ def _explains(hint: str, node: _Node, st: _State) -> bool:
     return all(bits & ~int(hint[p]) == 0 for p, bits in shared.items() if p < len(hint))
 
 
+_WEAK_BITS = 6  # an AND with fewer bits set hardly shows a missing meter (2^-bits)
+
+
+def _weak(hint: str, node: _Node) -> bool:
+    """Whether the collided answer's AND has too few bits set, in the digits the meters under
+    ``node`` do not already share by its mask, for a meter not found to be likely to clear
+    one of them."""
+    fab = node.fabrication or "F" * 8
+    free = [c for c, m in zip(hint, node.mask[:8] + fab, strict=False) if m == "F"]
+    return sum(int(c).bit_count() for c in free) < _WEAK_BITS
+
+
+def _batch_gap(children: list[_Node], empty: list[_Node], st: _State) -> bool:
+    return (not st.careful and bool(empty) and len(children) >= len(DIGITS)
+            and len(empty) <= len(children) // 2)
+
+
 def _recheck(children: list[_Node], empty: list[_Node], st: _State, enhanced: bool,
              read_retries: int) -> Generator[object, Answer | None, int]:
     """One empty digit amid answering siblings (a batch of consecutive meter numbers) is more
     likely a lost selection than a gap, and a second look at it costs little."""
-    if st.careful or not empty or len(children) < len(DIGITS) or len(empty) > len(children) // 2:
+    if not _batch_gap(children, empty, st):
         return 0
     return (yield from _reprobe(empty, st, enhanced, read_retries, suspect=True))
 
@@ -638,12 +661,39 @@ def _hinted_split(node: _Node, hint: str, enhanced: bool = True) -> list[_Node]:
             for digits, weight in narrow(fab, hint[8:], node.weight, batch=False)]
 
 
-def _split(node: _Node, enhanced: bool) -> list[_Node]:
-    """Children of a collided mask: its least significant wildcard ID digit set to 0..9; with
-    the ID fully given, the same on the fabrication number (enhanced selection)."""
+_LEARN_AFTER = 8  # meters found before their digits steer the split
+
+
+def _split_position(ident: str, st: _State | None) -> int:
+    """Which wildcard digit of ``ident`` to split on (-1: none left).
+
+    Every empty child is paid for once per node split there, so a digit that takes few values
+    is best split high in the tree, where it is paid once, and a digit that never varies is
+    best split last (it only separates meters that share everything else). Once enough meters
+    are found, their digits say which is which: in a batch of 250 consecutive numbers the
+    hundreds take three values, the tens and units ten each, the rest one. Without that
+    knowledge, or where every digit varies alike (random numbers), the least significant."""
+    free = [p for p in range(8) if ident[p] == "F"]
+    if not free:
+        return -1
+    if st is None or len(st.found) < _LEARN_AFTER:
+        return free[-1]
+    seen = {p: {address[p] for address, _ in st.found} for p in free}
+    varying = [p for p in free if len(seen[p]) > 1]
+    if not varying:
+        return free[-1]
+    return min(varying, key=lambda p: (len(seen[p]), -p))
+
+
+def _split(node: _Node, enhanced: bool, st: _State | None = None) -> list[_Node]:
+    """Children of a collided mask: a wildcard ID digit set to 0..9; with the ID fully given,
+    the same on the fabrication number (enhanced selection).
+
+    The digit is the least significant wildcard one (a delivery batch differs there), unless
+    the meters found so far show a better one (``_split_position``)."""
     ident = node.mask[:8]
     weight = node.weight / len(DIGITS)
-    pos = ident.rfind("F")
+    pos = _split_position(ident, st)
     if pos >= 0:
         return [_Node(node.mask[:pos] + d + node.mask[pos + 1:], node.fabrication, weight)
                 for d in DIGITS]
