@@ -12,6 +12,9 @@ it differs from libmbus's (``mbus_scan_2nd_address_range``):
 * A mask is split on its *least* significant wildcard ID digit first. Meters of one delivery
   batch have consecutive numbers and differ in the last digits, so they separate at once
   instead of after seven levels of empty probes; random numbers split as well either way.
+  A collided short answer that lines up (wired AND) narrows the split to the digits its AND
+  allows (``scan_hints``); without one, once eight meters are found, the split goes to the
+  digit they vary least in (a batch's hundreds), where its empty children are paid once.
 * An empty mask is probed once, not twice: the answer window is known from the baud rate.
   Noise is told apart from absence by consistency, and the first sign of it makes the search
   careful: from then on an empty mask is believed after three probes, and every mask left
@@ -20,8 +23,12 @@ it differs from libmbus's (``mbus_scan_2nd_address_range``):
   collided answer (ID and fabrication bits); a mask that answered and then fell silent (to a
   re-selection, a read-out, the confirmation or the application reset); a garbled read-out
   that one flipped bit makes whole, or that is clean when read again; two reads of one
-  collision that differ outside the access number, status and checksum. An empty digit amid
-  answering siblings (a batch) is probed twice at once.
+  collision that differ outside the access number, status and checksum. A garbled E5 is
+  none (on a real bus several E5s rarely line up). Some empty masks get a second probe at
+  once: the children of the whole address space, an empty digit amid answering siblings (a
+  batch), the empty children of a collision whose AND has too few free bits to show a
+  missing meter, and every empty mask on a bus whose collided answers do not line up (no AND
+  to check against; libmbus probes every empty mask twice).
 * A collided short read-out is read twice and the two ANDed before its ID digits narrow the
   split: noise can set a bit in one answer, never in both.
 * A clean E5 is "exactly one meter" only after a clean RSP_UD whose address matches the mask
