@@ -227,6 +227,10 @@ def _visit(node: _Node, st: _State, enhanced: bool, read_retries: int, *,
             if outcome is Outcome.SILENT:
                 yield from _settle(node, st)
                 return 0
+            if outcome is Outcome.GARBLED and node.weight == 1.0:
+                # several E5s that did not line up: no read-out here, but the readout
+                # selection for the whole search mask goes out all the same
+                yield from _ask_all_short(st)
         elif entry is _Entry.PRESENT:
             outcome = yield from _select(node, st, True)
             for _ in range(_PRESENT_RETRIES):
@@ -478,6 +482,20 @@ def _read(node: _Node, st: _State, read_retries: int) -> Generator[object, Answe
     result = yield from _read_plain(node, st, read_retries, asked)
     yield from _restore(st)
     return result
+
+
+def _ask_all_short(st: _State) -> Generator[object, Answer | None, None]:
+    """The readout selection of the fabrication number to every meter selected (the whole
+    search mask): later read-outs are short without asking again."""
+    if not st.short_reads or st.keep_short:
+        return
+    st.probes += 1
+    answer = yield Request(snd_ud(ADDRESS_NETWORK, CI_DATA_SEND, READOUT_FABRICATION, fcb=True),
+                           Expect.ACK, ADDRESS_NETWORK)
+    assert answer is not None
+    if answer.outcome is not Outcome.SILENT:
+        st.short_accepted += 1
+        st.keep_short = True
 
 
 def _restore(st: _State) -> Generator[object, Answer | None, None]:
