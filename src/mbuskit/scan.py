@@ -268,10 +268,11 @@ def _visit(node: _Node, st: _State, enhanced: bool, read_retries: int, *,
                 st.careful = True
                 total += yield from _reprobe(empty, st, enhanced, read_retries, verify=False)
             elif (empty and hint and not st.careful and _weak(hint, node)
-                  and not _batch_gap(children, empty, st)):
-                # an AND of several meters has few bits left, and a meter behind a lost
-                # selection would hardly change it: that check is weak here, so the empty
-                # children get their second probe
+                  and len(children) - len(empty) >= 2 and not _batch_gap(children, empty, st)):
+                # the meters split here, and an AND of several meters has few bits left, which a
+                # meter behind a lost selection would hardly change: that check is weak here,
+                # so the empty children get their second probe (where one child took them
+                # all, a lost sibling shows as a count below two)
                 total += yield from _reprobe(empty, st, enhanced, read_retries)
             # the digits the wired AND ruled out hold nobody: their share is settled too
             yield from _settle(node, st, node.weight - sum(c.weight for c in children))
