@@ -44,7 +44,7 @@ from typing import Any
 from . import timing
 from .errors import LocalError, MBusError
 from .transport.server import Gateway, SerialServer, serve_serial, serve_tcp
-from .transport.simbus import COLLISION_MODES
+from .transport.simbus import check_collisions
 
 log = logging.getLogger("mbuskit.emulator")
 
@@ -117,9 +117,10 @@ class EmulatorConfig:
             raise EmulatorConfigError(f"speed must be > 0, got {self.speed}")
         if not self.save_interval > 0:
             raise EmulatorConfigError(f"save interval must be > 0, got {self.save_interval}")
-        if self.collisions not in COLLISION_MODES:
-            raise EmulatorConfigError(f"collisions must be one of {', '.join(COLLISION_MODES)},"
-                                      f" got {self.collisions!r}")
+        try:
+            check_collisions(self.collisions)
+        except LocalError as exc:
+            raise EmulatorConfigError(str(exc)) from None
         check_distinct(self.gateways)
 
     @property

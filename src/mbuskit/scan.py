@@ -87,6 +87,12 @@ Search = Generator[object, Answer | None, None]
 # Selection for readout (DIF data field 8h, EN 13757-3 6.3.4) of the fabrication number
 # (VIF 78h): the one record the enhanced search needs besides the long header.
 READOUT_FABRICATION = bytes((0x08, 0x78))
+# to the selected meters: that readout selection, and the application reset (CI 50h, EN 13757-3
+# 6.5) that ends it
+_ASK_SHORT = Request(snd_ud(ADDRESS_NETWORK, CI_DATA_SEND, READOUT_FABRICATION, fcb=True),
+                     Expect.ACK, ADDRESS_NETWORK)
+_RESET = Request(snd_ud(ADDRESS_NETWORK, CI_APPLICATION_RESET, fcb=False), Expect.ACK,
+                 ADDRESS_NETWORK)
 _RESET_RETRIES = 2  # an application reset lost on the line is repeated (it is idempotent)
 
 
@@ -127,7 +133,7 @@ class _State:
     found: dict[tuple[str, str | None], Found] = field(default_factory=dict)
     probes: int = 0
     done: float = 0.0
-    careful: bool = False  # noise seen: probe empty masks twice
+    careful: bool = False  # noise seen: an empty mask is believed after three probes
     unverified: list[_Node] = field(default_factory=list)  # empty after one probe only
     enhanced: bool = True  # meters understand the enhanced selection (0C 78 record)
     short_reads: bool = True  # ask for the fabrication number only before a read-out
@@ -146,9 +152,9 @@ def secondary_search(mask: str = "F" * 16, *, fabrication: str | None = None,
                      read_retries: int = 1, short_reads: bool = True) -> Search:
     """Find every meter under ``mask`` (libmbus form, F = wildcard).
 
-    ``careful`` starts with empty masks probed twice (a line known to be noisy); otherwise that
-    starts at the first sign of noise. ``enhanced`` allows splitting meters that share a meter
-    number by their fabrication number. ``short_reads`` identifies a selected meter by its
+    ``careful`` starts with empty masks probed three times (a line known to be noisy); otherwise
+    that starts at the first sign of noise. ``enhanced`` allows splitting meters that share a
+    meter number by their fabrication number. ``short_reads`` identifies a selected meter by its
     header and fabrication number only (readout selection, then application reset) instead of
     its whole standard telegram.
     """
@@ -177,8 +183,7 @@ def restore_requests(mask: str = "F" * 16, fabrication: str | None = None) -> li
     meter under its mask, application reset (back to the standard telegram), deselect."""
     return [Request(select_frame(normalize_mask(mask), normalize_fabrication(fabrication)),
                     Expect.ACK, ADDRESS_NETWORK),
-            Request(snd_ud(ADDRESS_NETWORK, CI_APPLICATION_RESET, fcb=False), Expect.ACK,
-                    ADDRESS_NETWORK),
+            _RESET,
             Request(snd_nke(ADDRESS_NETWORK), Expect.ACK, ADDRESS_NETWORK)]
 
 
@@ -463,10 +468,8 @@ def _read(node: _Node, st: _State, read_retries: int) -> Generator[object, Answe
         return (yield from _read_plain(node, st, read_retries, Outcome.ACK))
     asked = Outcome.SILENT
     if st.short_reads and st.short_refused <= st.short_accepted + 1:
-        request = Request(snd_ud(ADDRESS_NETWORK, CI_DATA_SEND, READOUT_FABRICATION, fcb=True),
-                          Expect.ACK, ADDRESS_NETWORK)
         st.probes += 1
-        answer = yield request
+        answer = yield _ASK_SHORT
         assert answer is not None
         asked = answer.outcome
         # several E5s garbled together were acknowledgements all the same; a silent meter may
@@ -491,8 +494,7 @@ def _ask_all_short(st: _State) -> Generator[object, Answer | None, None]:
     if not st.short_reads or st.keep_short:
         return
     st.probes += 1
-    answer = yield Request(snd_ud(ADDRESS_NETWORK, CI_DATA_SEND, READOUT_FABRICATION, fcb=True),
-                           Expect.ACK, ADDRESS_NETWORK)
+    answer = yield _ASK_SHORT
     assert answer is not None
     if answer.outcome is not Outcome.SILENT:
         st.short_accepted += 1
@@ -506,11 +508,9 @@ def _restore(st: _State) -> Generator[object, Answer | None, None]:
         return
     st.reset_pending = False
     retries = st.reset_retries
-    request = Request(snd_ud(ADDRESS_NETWORK, CI_APPLICATION_RESET, fcb=False), Expect.ACK,
-                      ADDRESS_NETWORK)
     for _ in range(retries + 1):
         st.probes += 1
-        answer = yield request
+        answer = yield _RESET
         assert answer is not None
         if answer.outcome is not Outcome.SILENT:
             return  # E5 (several meters' alike) or garbled E5s: it reached them
@@ -578,14 +578,15 @@ def _read_plain(node: _Node, st: _State, read_retries: int,
             # Off as by one flipped bit: probably one meter and noise. Selecting the address
             # the frame names tells more cheaply than a second full read-out: a real meter
             # answers, the AND of several addresses matches nobody.
-            if short or not _names_a_meter(node, reply.raw):
+            named = None if short else _named_frame(node, reply.raw)
+            if named is None:
                 # a short answer costs about what a selection does: read it once more (also
                 # when noise hit the ID itself and there is nobody to select)
                 garbled_before = True
                 previous = reply.raw if short else None
                 continue
             yield from _restore(st)
-            single = yield from _named_meter(node, reply.raw, st)
+            single = yield from _named_meter(node, named, st)
             if single:
                 garbled_before = True
                 continue
@@ -602,20 +603,22 @@ def _read_plain(node: _Node, st: _State, read_retries: int,
     return _Kind.COLLISION, None, None
 
 
-def _names_a_meter(node: _Node, raw: bytes) -> bool:
-    """Whether a damaged frame still names an address under ``node`` (BCD ID digits)."""
+def _named_frame(node: _Node, raw: bytes) -> LongFrame | None:
+    """The frame a damaged answer still is, when it names an address under ``node`` (BCD ID
+    digits); None when noise hit the ID and there is nobody to select."""
     if len(raw) < 19:
-        return False
-    address = address_of(LongFrame(raw[4], raw[5], raw[6], bytes(raw[7:-2])))
-    return address is not None and address[:8].isdigit() and matches(address, node.mask)
-
-
-def _named_meter(node: _Node, raw: bytes, st: _State) -> Generator[object, Answer | None, bool]:
-    """Whether the meter a damaged frame names answers its exact (enhanced) address; it is
-    then the one selected."""
-    if not _names_a_meter(node, raw):
-        return False  # a non-BCD ID digit: noise hit the ID, nobody to select
+        return None
     named = LongFrame(raw[4], raw[5], raw[6], bytes(raw[7:-2]))
+    address = address_of(named)
+    if address is None or not address[:8].isdigit() or not matches(address, node.mask):
+        return None
+    return named
+
+
+def _named_meter(node: _Node, named: LongFrame,
+                 st: _State) -> Generator[object, Answer | None, bool]:
+    """Whether the meter a damaged frame (``_named_frame``) names answers its exact
+    (enhanced) address; it is then the one selected."""
     address = address_of(named)
     assert address is not None
     fab = fabrication_of(named) if st.enhanced else None

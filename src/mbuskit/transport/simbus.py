@@ -59,6 +59,13 @@ class SlaveLike(Protocol):
 COLLISION_MODES = ("and", "skew")
 
 
+def check_collisions(mode: str) -> str:
+    """``mode`` when it is one of ``COLLISION_MODES``; ``LocalError`` otherwise."""
+    if mode not in COLLISION_MODES:
+        raise LocalError(f"collisions must be one of {', '.join(COLLISION_MODES)}, got {mode!r}")
+    return mode
+
+
 def wired_and(replies: Sequence[bytes]) -> bytes:
     """Combine answers that start at the same moment as the master's receiver sees them.
 
@@ -96,13 +103,10 @@ class Segment:
     """
 
     def __init__(self, slaves: Iterable[SlaveLike], *, collisions: str = "and") -> None:
-        if collisions not in COLLISION_MODES:
-            raise LocalError(f"collisions must be one of {', '.join(COLLISION_MODES)}, "
-                             f"got {collisions!r}")
         # "and": answers start together and the master sees their wired AND, byte for byte;
         # "skew": slaves answer after different delays (anywhere in the 11-330 bit window), so
         # the answers do not line up: the master sees them one after another, garbled
-        self.collisions = collisions
+        self.collisions = check_collisions(collisions)
         self.slaves: list[SlaveLike] = []
         self._timed: list[_Timed] = []
         self._readers: dict[int, FrameReader] = {}
@@ -385,5 +389,6 @@ __all__ = [
     "Segment",
     "SimBus",
     "SlaveLike",
+    "check_collisions",
     "wired_and",
 ]
