@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mbuskit import timing  # noqa: E402
-from mbuskit.link import FrameReader, LongFrame, ShortFrame  # noqa: E402
+from mbuskit.codec import timing  # noqa: E402
+from mbuskit.codec.link import FrameReader, LongFrame, ShortFrame  # noqa: E402
 
 BAUD = 9600
 BAR_SECONDS = timing.answer_window(BAUD)[1]  # 330 bit times + 50 ms at 9600 baud = 84.4 ms
@@ -49,7 +49,7 @@ def rss_kib(pid: int | str = "self") -> int:
 # -- server side ----------------------------------------------------------------------------------
 
 def serve(gateways: int, meters: int, port: int, realtime: bool) -> None:
-    from mbuskit.emulator import Emulator, seeded_config
+    from mbuskit.slave.emulator import Emulator, seeded_config
 
     async def run() -> None:
         gc.collect()

@@ -28,11 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from mbuskit import timing
+from mbuskit.codec import timing
 from mbuskit.headend.config import BusConfig, Config, MeterConfig, PollConfig, StorageConfig
 from mbuskit.headend.readers import MasterReader
 from mbuskit.headend.scheduler import Scheduler
-from mbuskit.headend.storage import SqliteStorage
+from mbuskit.headend.storage.sqlite import SqliteStorage
 from mbuskit.transport.tcp import TcpTransport
 
 

@@ -38,10 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mbuskit import timing
-from mbuskit.emulator import MeterSpec, kamstrup_slave
-from mbuskit.link import Frame, ShortFrame
-from mbuskit.master import Master
+from mbuskit.codec import timing
+from mbuskit.codec.link import Frame, ShortFrame
+from mbuskit.master.driver import Master
+from mbuskit.slave.emulator import MeterSpec, kamstrup_slave
 from mbuskit.transport.server import Gateway, serve_tcp
 from mbuskit.transport.simbus import COLLISION_MODES, SimBus
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from mbuskit.codec.records import DataRecord, FunctionField, RecordKind
 from mbuskit.errors import BusTimeout
 from mbuskit.headend.config import MeterConfig
-from mbuskit.records import DataRecord, FunctionField, RecordKind
 
 
 @dataclass(frozen=True)

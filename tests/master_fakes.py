@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mbuskit.link import Ack, Frame, LongFrame, ShortFrame
-from mbuskit.timing import baud_of_ci
+from mbuskit.codec.link import Ack, Frame, LongFrame, ShortFrame
+from mbuskit.codec.timing import baud_of_ci
 
 
 @dataclass(frozen=True)

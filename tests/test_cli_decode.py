@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mbuskit.cli import main
-from mbuskit.cli_decode import EXIT_FRAME, EXIT_SECURITY, EXIT_USAGE, parse_frame_text
+from mbuskit.cli.decode import EXIT_FRAME, EXIT_SECURITY, EXIT_USAGE, parse_frame_text
+from mbuskit.cli.main import main
+from mbuskit.codec.link import LongFrame
+from mbuskit.codec.telegram import decode_telegram, encode_telegram, encrypt_telegram
 from mbuskit.errors import FrameError
-from mbuskit.link import LongFrame
-from mbuskit.telegram import decode_telegram, encode_telegram, encrypt_telegram
 
 KAM_HEX = ("68 46 46 68 08 78 72 20 91 83 14 2D 2C 01 02 04 00 00 00 04 06 00 00 00 00 04 22 09 00"
            " 00 00 04 2B 00 00 00 00 14 2B 00 00 00 00 84 50 06 00 00 00 00 84 60 06 00 00 00 00 0F"

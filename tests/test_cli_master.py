@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from mbuskit import cli_master
-from mbuskit.cli import main
-from mbuskit.emulator import MeterSpec, kamstrup_slave
+from mbuskit.cli import master as cli_master
+from mbuskit.cli.main import main
+from mbuskit.slave.emulator import MeterSpec, kamstrup_slave
 from mbuskit.transport.server import serve_serial, serve_tcp
 
 KEY = "000102030405060708090A0B0C0D0E0F"

@@ -19,10 +19,10 @@ import pytest
 
 import mbuskit
 from corpus_deviations import DEVIATIONS, REASONS
-from mbuskit.cli_decode import parse_frame_text
+from mbuskit.cli.decode import parse_frame_text
+from mbuskit.codec.records import DataRecord, FunctionField, RecordKind
+from mbuskit.codec.telegram import Telegram
 from mbuskit.errors import DecodeError, FrameError, MBusError, RemoteError
-from mbuskit.records import DataRecord, FunctionField, RecordKind
-from mbuskit.telegram import Telegram
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "libmbus"
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"libmbus corpus absent ({CORPUS})")

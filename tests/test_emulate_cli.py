@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from mbuskit.cli import main
-from mbuskit.cli_emulate import build_config
-from mbuskit.emulator import (
+from mbuskit.cli.emulate import build_config
+from mbuskit.cli.main import main
+from mbuskit.codec.link import Frame
+from mbuskit.errors import MBusError
+from mbuskit.slave.emulator import (
     Clock,
     Emulator,
     EmulatorConfigError,
@@ -25,8 +27,6 @@ from mbuskit.emulator import (
     seeded_config,
     seeded_meters,
 )
-from mbuskit.errors import MBusError
-from mbuskit.link import Frame
 from test_simbus import FakeReply, FakeSlave, req_ud2
 
 HAVE_KAMSTRUP = importlib.util.find_spec("mbuskit.devices.kamstrup") is not None
@@ -254,7 +254,7 @@ async def test_emulator_serves_keeps_state_and_never_turns_the_clock_back(
 async def test_a_skewed_gateway_is_scanned_whole_over_tcp() -> None:
     """Collided answers that arrive one after another (``--collisions skew``) reach a master
     over TCP as garbage; the search still finds every meter."""
-    from mbuskit.master import Master
+    from mbuskit.master.driver import Master
     from mbuskit.transport.tcp import TcpTransport
 
     config = seeded_config(meters=6, seed=11, port=0, collisions="skew")
@@ -327,7 +327,7 @@ def test_mbus_emulate_runs_until_stopped_and_saves_state(tmp_path: Path,
 async def test_emulator_serves_a_serial_gateway_on_a_pty() -> None:
     import serial
 
-    from mbuskit.emulator import EmulatorConfig, GatewaySpec
+    from mbuskit.slave.emulator import EmulatorConfig, GatewaySpec
 
     meters = tuple(seeded_meters(2, seed=1))
     config = EmulatorConfig(gateways=(GatewaySpec(meters=meters, serial="pty", baud=9600),))
@@ -350,7 +350,7 @@ async def test_emulator_serves_a_serial_gateway_on_a_pty() -> None:
 
 
 async def _read_frame(where: str, address: int) -> bytes:
-    from mbuskit.link import FrameReader, LongFrame
+    from mbuskit.codec.link import FrameReader, LongFrame
 
     host, port = where.rsplit(":", 1)
     reader, writer = await asyncio.open_connection(host, int(port))
@@ -372,8 +372,8 @@ async def _read_frame(where: str, address: int) -> bytes:
 @pytest.mark.skipif(not HAVE_KAMSTRUP, reason="mbuskit.devices.kamstrup not written yet")
 async def test_a_configured_key_encrypts_the_meters_telegrams(tmp_path: Path) -> None:
     from mbuskit import decode
+    from mbuskit.codec.telegram import LongHeader
     from mbuskit.errors import SecurityError
-    from mbuskit.telegram import LongHeader
 
     path = tmp_path / "emu.toml"
     path.write_text(GOOD.replace("port = 10001", "port = 0").replace('serial = "pty"',
@@ -435,7 +435,7 @@ async def test_state_is_saved_every_interval(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.05)
         assert emu.saves >= 2
-        from mbuskit.persist import load_state
+        from mbuskit.slave.persist import load_state
 
         saved = load_state(tmp_path / "meters.json")
         assert sorted(v["slave"]["reads"] for v in saved["meters"].values()) == [0, 1]

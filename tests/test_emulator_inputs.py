@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mbuskit.emulator import Emulator, EmulatorConfigError, seeded_config
+from mbuskit.slave.emulator import Emulator, EmulatorConfigError, seeded_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

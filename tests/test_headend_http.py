@@ -13,7 +13,7 @@ from mbuskit.headend.config import parse_config
 from mbuskit.headend.http import create_app
 from mbuskit.headend.metrics import _labels
 from mbuskit.headend.scheduler import Scheduler
-from mbuskit.headend.storage import SqliteStorage
+from mbuskit.headend.storage.sqlite import SqliteStorage
 
 TOKEN = "test-token-123"
 CONFIG = """

@@ -227,7 +227,7 @@ async def test_headend_publishes_polls_and_takes_breaker_commands(tmp_path: Path
 
     from headend_fakes import FakeReader
     from mbuskit.headend.runtime import Headend
-    from mbuskit.headend.storage import SqliteStorage
+    from mbuskit.headend.storage.sqlite import SqliteStorage
 
     run = uuid.uuid4().hex[:8]
     cfg = parse_config(

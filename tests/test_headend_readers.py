@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from mbuskit.emulator import kamstrup_slave, seeded_meters
 from mbuskit.errors import TransportError
 from mbuskit.headend.config import parse_config
 from mbuskit.headend.model import identity_from, readings_from
 from mbuskit.headend.readers import MasterReader
 from mbuskit.headend.scheduler import CommandError, Scheduler
-from mbuskit.headend.storage import SqliteStorage
+from mbuskit.headend.storage.sqlite import SqliteStorage
+from mbuskit.slave.emulator import kamstrup_slave, seeded_meters
 from mbuskit.transport.simbus import SimBus
 
 CONFIG = """

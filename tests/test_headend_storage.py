@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from headend_fakes import kamstrup_telegram, rec
+from mbuskit.codec.records import FunctionField
 from mbuskit.headend.model import (
     Identity,
     Poll,
@@ -16,8 +17,7 @@ from mbuskit.headend.model import (
     readings_from,
     register_name,
 )
-from mbuskit.headend.storage import SqliteStorage, StorageError, open_storage
-from mbuskit.records import FunctionField
+from mbuskit.headend.storage.sqlite import SqliteStorage, StorageError, open_storage
 
 
 def test_register_names_follow_meaning() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from mbuskit.emulator import Emulator, seeded_config
+from mbuskit.slave.emulator import Emulator, seeded_config
 
 pytestmark = pytest.mark.service
 

@@ -15,7 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mbuskit.devices.kamstrup import (
+from mbuskit.codec.link import LongFrame, ShortFrame, decode_frame
+from mbuskit.codec.records import DataRecord, FunctionField
+from mbuskit.codec.telegram import LongHeader, Telegram, decode_telegram
+from mbuskit.errors import DecodeError, EncodeError, SecurityError
+from mbuskit.slave.kamstrup import (
     CMD_GLOBAL_READOUT,
     BreakerCommand,
     KamstrupModule,
@@ -33,19 +37,15 @@ from mbuskit.devices.kamstrup import (
     cmd_tariff,
     encrypt_command,
 )
-from mbuskit.devices.kamstrup_registers import (
+from mbuskit.slave.kamstrup_registers import (
     REGISTERS,
     STANDARD,
     decode_type_f,
     encode_type_f,
     parse_records,
 )
-from mbuskit.devices.meter import BreakerState, Meter, MeterConfig
-from mbuskit.errors import DecodeError, EncodeError, SecurityError
-from mbuskit.link import LongFrame, ShortFrame, decode_frame
-from mbuskit.records import DataRecord, FunctionField
-from mbuskit.slave import Reply, Slave
-from mbuskit.telegram import LongHeader, Telegram, decode_telegram
+from mbuskit.slave.machine import Reply, Slave
+from mbuskit.slave.meter import BreakerState, Meter, MeterConfig
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 HOUR = 3600.0

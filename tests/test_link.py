@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mbuskit.errors import EncodeError, FrameError, MBusError
-from mbuskit.link import (
+from mbuskit.codec.link import (
     Ack,
     FrameReader,
     Function,
@@ -20,6 +19,7 @@ from mbuskit.link import (
     decode_frame,
     function_of,
 )
+from mbuskit.errors import EncodeError, FrameError, MBusError
 
 # Master->slave frames from shared/research/kamstrup-frames.txt, section D
 SND_NKE_253 = bytes.fromhex("1040FD3D16")

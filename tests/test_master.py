@@ -7,17 +7,17 @@ from datetime import datetime
 import pytest
 
 from master_fakes import FakeMeter, ScriptedTransport
-from mbuskit import master as m
-from mbuskit import timing
+from mbuskit.codec import timing
+from mbuskit.codec.link import Ack, LongFrame, ShortFrame, decode_frame
 from mbuskit.errors import BusTimeout, LocalError, MBusError
-from mbuskit.link import Ack, LongFrame, ShortFrame, decode_frame
+from mbuskit.master import driver as m
 from mbuskit.transport.simbus import SimBus
 
 ACK = Ack().encode()
 
 
 def _answer(data: bytes) -> m.Answer:
-    from mbuskit.link import FrameReader
+    from mbuskit.codec.link import FrameReader
 
     return m.Answer.classify(FrameReader().feed(data), data)
 

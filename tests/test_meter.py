@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mbuskit.devices.meter import (
+from mbuskit.errors import MBusError
+from mbuskit.slave.meter import (
     MJ_PER_WH,
     BreakerState,
     CommandRefused,
@@ -26,7 +27,7 @@ from mbuskit.devices.meter import (
     MeterTimeError,
     RtcStatus,
 )
-from mbuskit.devices.meter_profile import (
+from mbuskit.slave.meter_profile import (
     LoadProfile,
     ProfileError,
     ProfileSampler,
@@ -34,7 +35,6 @@ from mbuskit.devices.meter_profile import (
     splitmix64,
     stream_key,
 )
-from mbuskit.errors import MBusError
 
 T0 = 1_763_942_400.0  # 2025-11-24 00:00:00 UTC, a multiple of 15 min
 DAY = 86_400
@@ -903,7 +903,7 @@ def test_random_operations_keep_the_books_balanced(ops: list[tuple[Any, ...]], s
 
 
 def test_public_api_is_pinned() -> None:
-    from mbuskit.devices import meter, meter_profile
+    from mbuskit.slave import meter, meter_profile
 
     assert set(meter.__all__) == {
         "MJ_PER_WH", "BreakerState", "CommandRefused", "DisconnectReason", "Meter",

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mbuskit.errors import MBusError
-from mbuskit.persist import (
+from mbuskit.slave.persist import (
     StateFileError,
     StateFileMissing,
     backup_path,
@@ -152,7 +152,7 @@ def test_unwritable_directory_is_a_clear_error(
 
 
 def test_public_api_is_pinned() -> None:
-    from mbuskit import persist
+    from mbuskit.slave import persist
 
     assert set(persist.__all__) == {
         "BACKUP_SUFFIX", "StateFileError", "StateFileMissing", "backup_path", "load_state",

@@ -11,8 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from mbuskit.errors import DecodeError, EncodeError, MBusError
-from mbuskit.records import (
+from mbuskit.codec.records import (
     GLOBAL_READOUT,
     DataRecord,
     Diagnostic,
@@ -27,6 +26,7 @@ from mbuskit.records import (
     manufacturer_record,
     selection_record,
 )
+from mbuskit.errors import DecodeError, EncodeError, MBusError
 
 
 def h(text: str) -> bytes:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from mbuskit.codec.link import LongFrame, decode_frame
+from mbuskit.codec.records import Diagnostic, RecordKind, decode_records, encode_records
 from mbuskit.errors import DecodeError
-from mbuskit.link import LongFrame, decode_frame
-from mbuskit.records import Diagnostic, RecordKind, decode_records, encode_records
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "libmbus"
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="libmbus corpus not present")

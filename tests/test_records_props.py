@@ -7,8 +7,7 @@ from datetime import date, datetime, time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mbuskit.errors import DecodeError, MBusError
-from mbuskit.records import (
+from mbuskit.codec.records import (
     DataRecord,
     Diagnostic,
     FunctionField,
@@ -17,6 +16,7 @@ from mbuskit.records import (
     decode_records,
     encode_records,
 )
+from mbuskit.errors import DecodeError, MBusError
 
 # VIBs covering primary, FD, FB, plain text, corrections, qualifiers and manufacturer codes.
 VIBS = [bytes.fromhex(x) for x in (

@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mbuskit import MBusError, decode
-from mbuskit.libmbus_names import _fb_unit, _fd_unit, _fixed_unit, _primary_unit
-from mbuskit.link import LongFrame
-from mbuskit.records import DataRecord, FunctionField, RecordKind
-from mbuskit.render import (
+from mbuskit.codec.link import LongFrame
+from mbuskit.codec.records import DataRecord, FunctionField, RecordKind
+from mbuskit.codec.telegram import LongHeader, Telegram, decode_telegram
+from mbuskit.render.document import (
     SCHEMA,
     to_csv,
     to_dict,
@@ -35,7 +35,7 @@ from mbuskit.render import (
     to_xml,
     value_to_json,
 )
-from mbuskit.telegram import LongHeader, Telegram, decode_telegram
+from mbuskit.render.libmbus_names import _fb_unit, _fd_unit, _fixed_unit, _primary_unit
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "libmbus"
@@ -578,7 +578,7 @@ def test_selection_telegram_in_json() -> None:
 
 
 def test_public_api_is_pinned() -> None:
-    import mbuskit.render as render
+    import mbuskit.render.document as render
 
     assert sorted(render.__all__) == ["SCHEMA", "to_csv", "to_dict", "to_json", "to_table",
                                       "to_text", "to_xml", "value_to_json"]

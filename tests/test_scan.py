@@ -9,10 +9,10 @@ from collections.abc import Generator
 import pytest
 
 from master_fakes import FakeMeter
-from mbuskit import scan
-from mbuskit.link import LongFrame
-from mbuskit.master import Answer, Found, Master, Outcome, Request, address_of
-from mbuskit.slave import ACCEPTED, CommandResult, Identity, Response, Slave
+from mbuskit.codec.link import LongFrame
+from mbuskit.master import scan
+from mbuskit.master.driver import Answer, Found, Master, Outcome, Request, address_of
+from mbuskit.slave.machine import ACCEPTED, CommandResult, Identity, Response, Slave
 from mbuskit.transport.simbus import Noise, SimBus
 
 
@@ -78,7 +78,7 @@ async def test_twins_sharing_a_number_split_on_the_and_of_their_serial_numbers()
     """The collided short answers carry the AND of the serial numbers too: with the meter
     number fixed, the split goes to a serial digit where they must differ, not through every
     digit of the last one."""
-    from mbuskit.emulator import MeterSpec, kamstrup_slave
+    from mbuskit.slave.emulator import MeterSpec, kamstrup_slave
 
     specs = [MeterSpec(address=0, meter_number=41570925, serial_number=serial, seed=k)
              for k, serial in enumerate((67102137, 70692407))]
@@ -239,7 +239,7 @@ def test_found_addresses_come_from_the_header() -> None:
 
 
 def _twins(n: int, seed: int, *, consecutive: bool) -> tuple[list[object], list[tuple[int, int]]]:
-    from mbuskit.emulator import MeterSpec, kamstrup_slave
+    from mbuskit.slave.emulator import MeterSpec, kamstrup_slave
 
     rng = random.Random(seed)
     if consecutive:
@@ -326,7 +326,7 @@ async def test_on_a_bus_whose_answers_do_not_line_up_noisy_scans_miss_nobody() -
 
 def _standard_frame(slave: object) -> bytes:
     """What a twin sends for a REQ_UD2 at its primary address, now."""
-    from mbuskit.link import ShortFrame
+    from mbuskit.codec.link import ShortFrame
 
     reply = slave.handle(ShortFrame(0x7B, 0), 1.7e9 + 100)  # type: ignore[attr-defined]
     assert reply is not None
@@ -415,7 +415,7 @@ async def test_meters_that_refuse_the_readout_selection_stop_being_asked() -> No
 
 
 async def test_a_mixed_bus_is_found_whole() -> None:
-    from mbuskit.emulator import MeterSpec, kamstrup_slave
+    from mbuskit.slave.emulator import MeterSpec, kamstrup_slave
 
     twins = [kamstrup_slave(MeterSpec(address=0, meter_number=50000000 + k,
                                       serial_number=60000000 + k, seed=k), 1.7e9, 2400, None)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from mbuskit import security
+from mbuskit.codec import security
 from mbuskit.errors import MBusError, SecurityError
 
 NIST_KEY = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")

@@ -8,9 +8,9 @@ import time
 import pytest
 import serial
 
-from mbuskit import timing
+from mbuskit.codec import timing
+from mbuskit.codec.link import Frame
 from mbuskit.errors import MBusError, TransportError
-from mbuskit.link import Frame
 from mbuskit.transport.server import Gateway, serve_serial, serve_tcp
 from test_simbus import FakeReply, FakeSlave, req_ud2, select
 

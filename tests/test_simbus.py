@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mbuskit import timing
+from mbuskit.codec import timing
+from mbuskit.codec.link import Ack, Frame, FrameReader, LongFrame, ShortFrame, decode_frame
 from mbuskit.errors import LocalError, MBusError, TransportError
-from mbuskit.link import Ack, Frame, FrameReader, LongFrame, ShortFrame, decode_frame
 from mbuskit.transport.simbus import Noise, Segment, SimBus, wired_and
 
 
@@ -298,7 +298,7 @@ class _Device:
     """The smallest mbuskit.slave.Device: an identity and one telegram with one record."""
 
     def __init__(self, ident: int) -> None:
-        from mbuskit.slave import Identity
+        from mbuskit.slave.machine import Identity
 
         self._identity = Identity(ident, "KAM", 1, 2)
 
@@ -306,24 +306,24 @@ class _Device:
         return self._identity
 
     def respond(self, now: float, index: int) -> Any:
-        from mbuskit.slave import Response
+        from mbuskit.slave.machine import Response
 
         header = self._identity.address_bytes() + b"\x00\x00\x00\x00"
         return Response(0x72, header + b"\x04\x06" + int(now).to_bytes(4, "little"))
 
     def command(self, ci: int, data: bytes, now: float) -> Any:
-        from mbuskit.slave import refused
+        from mbuskit.slave.machine import refused
 
         return refused("no commands")
 
     def reset(self, subcode: int | None, now: float) -> Any:
-        from mbuskit.slave import ACCEPTED
+        from mbuskit.slave.machine import ACCEPTED
 
         return ACCEPTED
 
 
 async def test_real_slaves_on_the_bus_collide_and_switch_baud() -> None:
-    from mbuskit.slave import Slave
+    from mbuskit.slave.machine import Slave
 
     slaves = [Slave(_Device(12345678), primary_address=1),
               Slave(_Device(12349999), primary_address=2)]
@@ -354,7 +354,7 @@ async def test_real_slaves_on_the_bus_collide_and_switch_baud() -> None:
 
 
 async def test_a_frame_to_another_slave_still_confirms_a_baud_switch() -> None:
-    from mbuskit.slave import Slave
+    from mbuskit.slave.machine import Slave
 
     one, two = (Slave(_Device(12345678), primary_address=1),
                 Slave(_Device(12349999), primary_address=2))
@@ -395,7 +395,7 @@ async def test_simbus_is_a_transport() -> None:
 @settings(max_examples=150, deadline=None)
 @given(chunks=st.lists(st.binary(max_size=40), max_size=8))
 def test_any_bytes_from_the_master_never_raise(chunks: list[bytes]) -> None:
-    from mbuskit.slave import Slave
+    from mbuskit.slave.machine import Slave
 
     fake = FakeSlave(3, 55555555)
     slaves: list[Any] = [Slave(_Device(12345678), primary_address=1),

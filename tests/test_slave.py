@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import mbuskit.slave as slave_module
+import mbuskit.slave.machine as slave_module
+from mbuskit.codec.link import Ack, FrameReader, LongFrame, ShortFrame, decode_frame
 from mbuskit.errors import EncodeError
-from mbuskit.link import Ack, FrameReader, LongFrame, ShortFrame, decode_frame
-from mbuskit.slave import (
+from mbuskit.slave.machine import (
     ACCEPTED,
     APP_ERROR_UNIMPLEMENTED_CI,
     CommandResult,

@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mbuskit.errors import DecodeError, EncodeError, FrameError, MBusError, SecurityError
-from mbuskit.link import LongFrame
-from mbuskit.telegram import (
+from mbuskit.codec.link import LongFrame
+from mbuskit.codec.telegram import (
     CI,
     FixedHeader,
     LongHeader,
@@ -30,6 +29,7 @@ from mbuskit.telegram import (
     reset_subcode_name,
     status_flags,
 )
+from mbuskit.errors import DecodeError, EncodeError, FrameError, MBusError, SecurityError
 
 
 def frame(control: int, address: int, ci: int, data: str = "") -> bytes:
@@ -404,7 +404,7 @@ def _plain_kam(signature: int = 0) -> Telegram:
 
 
 def test_mode5_round_trip() -> None:
-    from mbuskit.security import KeyStore
+    from mbuskit.codec.security import KeyStore
 
     sealed = encrypt_telegram(_plain_kam(), KEY)
     assert isinstance(sealed.header, LongHeader)
@@ -460,7 +460,7 @@ def test_mode5_wrong_or_missing_key() -> None:
     assert info.value.meter == "148391202D2C0102"
     with pytest.raises(SecurityError, match="no key"):
         decode_telegram(raw)
-    from mbuskit.security import KeyStore
+    from mbuskit.codec.security import KeyStore
 
     with pytest.raises(SecurityError, match="no key"):
         decode_telegram(raw, keys=KeyStore({"99999999": KEY}))
@@ -517,7 +517,7 @@ _records = st.lists(st.tuples(st.sampled_from([b"\x06", b"\x2b", b"\x22", b"\x04
 
 
 def _built(header: LongHeader, specs: list[tuple[bytes, int, int, int]]) -> Telegram:
-    from mbuskit.records import build_record
+    from mbuskit.codec.records import build_record
 
     scale = {b"\x06": 1000, b"\x04": 10}  # kWh and 10 Wh VIFs: values are given in Wh
     recs = tuple(build_record(vif=vif, value=v * scale.get(vif, 1), data_field=4, tariff=tariff,
@@ -539,7 +539,7 @@ def test_built_telegram_round_trip(header: LongHeader, specs: list[tuple[bytes, 
 def test_encrypted_telegram_round_trip(header: LongHeader,
                                        specs: list[tuple[bytes, int, int, int]], key: bytes
                                        ) -> None:
-    from mbuskit.records import RecordKind
+    from mbuskit.codec.records import RecordKind
 
     sealed = encrypt_telegram(_built(header, specs), key)
     raw = encode_telegram(sealed).encode()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mbuskit import timing
+from mbuskit.codec import timing
 from mbuskit.errors import LocalError, MBusError
 
 

@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from mbuskit import vif
-from mbuskit.vif import (
+from mbuskit.codec import vif
+from mbuskit.codec.vif import (
     COMBINABLE,
     EXT_FB,
     EXT_FC,
@@ -185,7 +185,7 @@ def test_every_numeric_entry_decodes_as_its_table_says(prefix: bytes,
                                                        table: tuple[VifEntry | None, ...]) -> None:
     from decimal import Decimal
 
-    from mbuskit.records import build_record, decode_records
+    from mbuskit.codec.records import build_record, decode_records
 
     checked = 0
     for code, entry in enumerate(table):

@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+from .codec.records import DataRecord
+from .codec.security import KeyStore
+from .codec.telegram import (
+    CI,
+    LongHeader,
+    SecondaryAddress,
+    Selection,
+    ShortHeader,
+    Telegram,
+    decode_telegram,
+    encode_telegram,
+)
 from .errors import (
     BusTimeout,
     DecodeError,
@@ -11,18 +23,6 @@ from .errors import (
     ProtocolError,
     SecurityError,
     TransportError,
-)
-from .records import DataRecord
-from .security import KeyStore
-from .telegram import (
-    CI,
-    LongHeader,
-    SecondaryAddress,
-    Selection,
-    ShortHeader,
-    Telegram,
-    decode_telegram,
-    encode_telegram,
 )
 
 

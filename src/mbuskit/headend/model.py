@@ -14,7 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from ..records import DataRecord, FunctionField, RecordKind
+from ..codec.records import DataRecord, FunctionField, RecordKind
 
 
 class TelegramLike(Protocol):

@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ..devices.kamstrup import BreakerCommand, cmd_breaker
 from ..errors import TransportError
-from ..master import Master
+from ..master.driver import Master
+from ..slave.kamstrup import BreakerCommand, cmd_breaker
 from ..transport.base import Transport
 from .config import BusConfig, MeterConfig
 from .model import TelegramLike

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from .config import Config
 from .scheduler import Reader, Scheduler
 from .spool import Spool
-from .storage import Storage, StorageError, open_storage
+from .storage.sqlite import Storage, StorageError, open_storage
 
 log = logging.getLogger("mbuskit.headend")
 

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .. import timing
+from ..codec import timing
 from ..errors import MBusError
 from .config import Config, MeterConfig
 from .model import Identity, Poll, TelegramLike, identity_from, readings_from
 from .spool import Spool
-from .storage import Storage, StorageError
+from .storage.sqlite import Storage, StorageError
 
 log = logging.getLogger("mbuskit.headend")
 

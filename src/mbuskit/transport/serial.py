@@ -21,7 +21,7 @@ except ImportError:  # not a POSIX system
     class _TermiosError(Exception):  # type: ignore[no-redef]
         pass
 
-from .. import timing
+from ..codec import timing
 from ..errors import TransportError
 
 USB_LATENCY = 0.020

@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import timing
+from ..codec import timing
+from ..codec.link import Frame, FrameReader, LongFrame, ShortFrame, Skipped
 from ..errors import TransportError
-from ..link import Frame, FrameReader, LongFrame, ShortFrame, Skipped
 from .simbus import Segment, SlaveLike
 
 log = logging.getLogger("mbuskit.server")

@@ -26,9 +26,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 
-from .. import timing
+from ..codec import timing
+from ..codec.link import ADDRESS_MAX_PRIMARY, Ack, Frame, FrameReader, Skipped
 from ..errors import LocalError, TransportError
-from ..link import ADDRESS_MAX_PRIMARY, Ack, Frame, FrameReader, Skipped
 
 
 class ReplyLike(Protocol):

@@ -14,7 +14,7 @@ import socket
 import time
 from urllib.parse import urlsplit
 
-from .. import timing
+from ..codec import timing
 from ..errors import LocalError, TransportError
 
 DEFAULT_CONNECT_TIMEOUT = 5.0

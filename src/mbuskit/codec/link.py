@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from .errors import EncodeError, FrameError
+from ..errors import EncodeError, FrameError
 
 ACK_BYTE = 0xE5
 START_SHORT = 0x10

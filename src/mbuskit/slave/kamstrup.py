@@ -28,21 +28,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ..codec.security import decrypt_cbc, encrypt_cbc, mode5_iv
 from ..errors import DecodeError, EncodeError, SecurityError
-from ..security import decrypt_cbc, encrypt_cbc, mode5_iv
-from ..slave import (
-    ACCEPTED,
-    APP_ERROR_PREMATURE_END,
-    APP_ERROR_TOO_MANY_DIFE,
-    APP_ERROR_TOO_MANY_RECORDS,
-    APP_ERROR_TOO_MANY_VIFE,
-    APP_ERROR_UNIMPLEMENTED_CI,
-    APP_ERROR_UNSPECIFIED,
-    CommandResult,
-    Identity,
-    Response,
-    refused,
-)
 from .kamstrup_registers import (
     ADDITIONAL,
     DATA_FIELD_SELECTION,
@@ -61,6 +48,19 @@ from .kamstrup_registers import (
     encode_type_f,
     parse_records,
     selection_matches,
+)
+from .machine import (
+    ACCEPTED,
+    APP_ERROR_PREMATURE_END,
+    APP_ERROR_TOO_MANY_DIFE,
+    APP_ERROR_TOO_MANY_RECORDS,
+    APP_ERROR_TOO_MANY_VIFE,
+    APP_ERROR_UNIMPLEMENTED_CI,
+    APP_ERROR_UNSPECIFIED,
+    CommandResult,
+    Identity,
+    Response,
+    refused,
 )
 from .meter import CommandRefused, Meter
 

@@ -11,7 +11,7 @@ Pure arithmetic, no clock: callers turn these durations into sleeps or virtual-c
 
 from __future__ import annotations
 
-from .errors import LocalError
+from ..errors import LocalError
 
 BITS_PER_CHAR = 11  # start + 8 data + even parity + stop
 

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from .errors import FrameError, MBusError, SecurityError
+from ..errors import FrameError, MBusError, SecurityError
 
 if TYPE_CHECKING:
-    from .telegram import Telegram
+    from ..codec.telegram import Telegram
 
 EXIT_FRAME = 1
 EXIT_USAGE = 2
@@ -56,7 +56,7 @@ def _fail(code: int, message: str) -> NoReturn:
 
 
 def _render(t: Telegram, fmt: str) -> str:
-    from . import render
+    from ..render import document as render
 
     if fmt == "json":
         return render.to_json(t)
@@ -87,8 +87,8 @@ def _render(t: Telegram, fmt: str) -> str:
 def decode(fmt: str, key_hex: str | None, keys_file: str | None, lenient: bool,
            source: str) -> None:
     """Decode one M-Bus frame from FILE (or stdin), given as hex text or binary."""
-    from . import security
-    from .telegram import decode_telegram
+    from ..codec import security
+    from ..codec.telegram import decode_telegram
 
     if key_hex is not None and keys_file is not None:
         _fail(EXIT_USAGE, "give --key or --keys, not both")

@@ -20,9 +20,9 @@ from datetime import time as time_of_day
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..codec.records import DataRecord, FunctionField, RecordKind
+from ..codec.telegram import FixedHeader, LongHeader, Telegram
 from .libmbus_names import _FIXED_MEDIA_XML, _error_text, _medium_name
-from .records import DataRecord, FunctionField, RecordKind
-from .telegram import FixedHeader, LongHeader, Telegram
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
+from ..errors import DecodeError, EncodeError, SecurityError
 from . import records as _rec
 from . import security
-from .errors import DecodeError, EncodeError, SecurityError
 from .link import LongFrame, decode_frame
 from .records import DataRecord, FunctionField, RecordKind
 from .timing import baud_of_ci

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import MBusError
+from ..errors import MBusError
 
 BACKUP_SUFFIX = ".bak"
 

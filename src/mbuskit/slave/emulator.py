@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import timing
-from .errors import LocalError, MBusError
-from .transport.server import Gateway, SerialServer, serve_serial, serve_tcp
-from .transport.simbus import check_collisions
+from ..codec import timing
+from ..errors import LocalError, MBusError
+from ..transport.server import Gateway, SerialServer, serve_serial, serve_tcp
+from ..transport.simbus import check_collisions
 
 log = logging.getLogger("mbuskit.emulator")
 
@@ -440,7 +440,7 @@ def _meter(raw: Any, g: int, i: int, fail: Fail) -> MeterSpec:
     if not isinstance(profile, Mapping):
         raise fail(f"{where}: profile must be a table", g, i, "profile")
     if profile:
-        from .devices.meter_profile import LoadProfile
+        from .meter_profile import LoadProfile
 
         try:
             LoadProfile.from_dict(dict(profile))
@@ -462,7 +462,7 @@ def _meter(raw: Any, g: int, i: int, fail: Fail) -> MeterSpec:
 
 def meter_config(spec: MeterSpec) -> Any:
     """The ``MeterConfig`` of a spec (raises MBusError for fields the model refuses)."""
-    from .devices.meter import MeterConfig
+    from .meter import MeterConfig
 
     data: dict[str, Any] = dict(spec.options)
     data.update(serial_number=spec.serial_number, meter_number=spec.meter_number,
@@ -503,9 +503,9 @@ def kamstrup_slave(spec: MeterSpec, now: float, baud: int,
     module's settings (a meter number changed by command survives) and the link settings
     (primary address, baud rate). The key is never stored; it comes from the config again.
     """
-    from .devices.kamstrup import KamstrupModule
-    from .devices.meter import Meter
-    from .slave import Slave
+    from .kamstrup import KamstrupModule
+    from .machine import Slave
+    from .meter import Meter
 
     if saved is None:
         meter = Meter(meter_config(spec), now)

@@ -13,20 +13,20 @@ import click
 
 # name -> "module:attribute" of a click.Command
 _COMMANDS: dict[str, str] = {
-    "decode": "mbuskit.cli_decode:decode",
-    "emulate": "mbuskit.cli_emulate:emulate",
-    "scan": "mbuskit.cli_master:scan",
-    "read": "mbuskit.cli_master:read",
-    "set-address": "mbuskit.cli_master:set_address",
-    "set-id": "mbuskit.cli_master:set_id",
-    "set-time": "mbuskit.cli_master:set_time",
-    "breaker": "mbuskit.cli_master:breaker",
-    "tariff": "mbuskit.cli_master:tariff",
-    "ct-ratio": "mbuskit.cli_master:ct_ratio",
-    "baud": "mbuskit.cli_master:baud",
-    "raw": "mbuskit.cli_master:raw",
-    "demo": "mbuskit.cli_headend:demo",
-    "serve": "mbuskit.cli_headend:serve",
+    "decode": "mbuskit.cli.decode:decode",
+    "emulate": "mbuskit.cli.emulate:emulate",
+    "scan": "mbuskit.cli.master:scan",
+    "read": "mbuskit.cli.master:read",
+    "set-address": "mbuskit.cli.master:set_address",
+    "set-id": "mbuskit.cli.master:set_id",
+    "set-time": "mbuskit.cli.master:set_time",
+    "breaker": "mbuskit.cli.master:breaker",
+    "tariff": "mbuskit.cli.master:tariff",
+    "ct-ratio": "mbuskit.cli.master:ct_ratio",
+    "baud": "mbuskit.cli.master:baud",
+    "raw": "mbuskit.cli.master:raw",
+    "demo": "mbuskit.cli.headend:demo",
+    "serve": "mbuskit.cli.headend:serve",
 }
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from .errors import SecurityError
+from ..errors import SecurityError
 
 BLOCK = 16
 CHECK_BYTES = b"\x2f\x2f"

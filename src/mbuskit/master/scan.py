@@ -55,8 +55,8 @@ import enum
 from collections.abc import Generator
 from dataclasses import dataclass, field
 
-from .link import ADDRESS_NETWORK, LongFrame
-from .master import (
+from ..codec.link import ADDRESS_NETWORK, LongFrame
+from .driver import (
     CI_APPLICATION_RESET,
     CI_DATA_SEND,
     Answer,

@@ -39,8 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import EncodeError, MBusError
-from .link import (
+from ..codec.link import (
     ADDRESS_BROADCAST,
     ADDRESS_MAX_PRIMARY,
     ADDRESS_NETWORK,
@@ -53,7 +52,8 @@ from .link import (
     control,
     decode_frame,
 )
-from .telegram import SecondaryAddress, decode_selection, manufacturer_code
+from ..codec.telegram import SecondaryAddress, decode_selection, manufacturer_code
+from ..errors import EncodeError, MBusError
 
 # CI codes the slave itself interprets (EN 13757-3 table 2 and the older Usergroup table)
 CI_APPLICATION_RESET = 0x50

@@ -13,6 +13,9 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 
+from ..codec.records import DataRecord, RecordKind
+from ..codec.telegram import FixedHeader, Telegram
+from .document import _header_view, _HeaderView, _id_hex, value_to_json
 from .libmbus_names import (
     _FIXED_MEDIA_XML,
     _error_text,
@@ -21,9 +24,6 @@ from .libmbus_names import (
     _medium_xml,
     _norm_entry,
 )
-from .records import DataRecord, RecordKind
-from .render import _header_view, _HeaderView, _id_hex, value_to_json
-from .telegram import FixedHeader, Telegram
 
 _XML_HEAD = '<?xml version="1.0" encoding="ISO-8859-1"?>\n<MBusData>\n\n'
 _XML_TAIL = "</MBusData>\n"

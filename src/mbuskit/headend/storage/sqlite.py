@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import MBusError
-from .model import Identity, Poll, Reading
+from ...errors import MBusError
+from ..model import Identity, Poll, Reading
 
 
 class StorageError(MBusError):
@@ -252,7 +252,7 @@ def open_storage(url: str, *, worker: str = "headend") -> Storage:
     if url.startswith("sqlite:///"):
         return SqliteStorage(url[len("sqlite:///"):] or ":memory:")
     if url.startswith(("postgresql://", "postgres://")):
-        from .storage_pg import PostgresStorage
+        from .postgres import PostgresStorage
 
         return PostgresStorage(url, worker=worker)
     raise StorageError(f"unsupported storage URL {url!r} (sqlite:///path or postgresql://...)")

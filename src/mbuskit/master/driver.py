@@ -21,18 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import timing
-from .errors import (
-    BusTimeout,
-    DecodeError,
-    EncodeError,
-    FrameError,
-    LocalError,
-    MBusError,
-    ProtocolError,
-    TransportError,
-)
-from .link import (
+from ..codec import timing
+from ..codec.link import (
     ADDRESS_BROADCAST,
     ADDRESS_MAX_PRIMARY,
     ADDRESS_NETWORK,
@@ -47,9 +37,19 @@ from .link import (
     control,
     frame_length,
 )
+from ..errors import (
+    BusTimeout,
+    DecodeError,
+    EncodeError,
+    FrameError,
+    LocalError,
+    MBusError,
+    ProtocolError,
+    TransportError,
+)
 
 if TYPE_CHECKING:
-    from .transport.base import Transport
+    from ..transport.base import Transport
 
 T = TypeVar("T")
 
@@ -195,7 +195,7 @@ def selection_payload(mask: str, fabrication: str | None = None) -> bytes:
     """The data of a CI 52h selection: ID (BCD, LSB first), manufacturer (wire order), version,
     medium; for enhanced selection a ``0C 78`` fabrication-number record follows (BCD8, F nibbles
     are wildcards)."""
-    from .telegram import encode_selection
+    from ..codec.telegram import encode_selection
 
     return encode_selection(normalize_mask(mask), normalize_fabrication(fabrication))
 
@@ -430,7 +430,7 @@ class Found:
 def _default_more_follows(frame: LongFrame) -> bool:
     # DIF 1Fh "more records follow" is the last record of the telegram (EN 13757-3 6.3.1).
     # Decoding the records is the only way to find it reliably (1F can occur inside values).
-    from .telegram import decode_telegram  # the codec may be absent while the tree grows
+    from ..codec.telegram import decode_telegram  # the codec may be absent while the tree grows
 
     try:
         telegram = decode_telegram(frame, strict=False)
@@ -580,7 +580,7 @@ class Master:
     async def read(self, address: int | str | object, *, fabrication: str | None = None,
                    all_telegrams: bool = True) -> list[Any]:
         """Read a meter and decode its telegrams (decrypted with ``keys`` when encrypted)."""
-        from .telegram import decode_telegram
+        from ..codec.telegram import decode_telegram
 
         frames = await self.read_frames(address, fabrication=fabrication,
                                         all_telegrams=all_telegrams)
@@ -629,7 +629,7 @@ class Master:
 
     async def raw(self, frame: bytes, *, expect: Expect = Expect.ANY) -> Answer:
         """Send a frame as given (after checking it is one frame) and return what answered."""
-        from .link import decode_frame
+        from ..codec.link import decode_frame
 
         parsed = decode_frame(frame)
         if not isinstance(parsed, ShortFrame | LongFrame):

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import click
 
-from .cli import host_port
-from .errors import MBusError
-from .headend.config import (
+from ..errors import MBusError
+from ..headend.config import (
     BusConfig,
     Config,
     ConfigError,
@@ -29,7 +28,8 @@ from .headend.config import (
     load_config,
     parse_duration,
 )
-from .headend.runtime import Headend
+from ..headend.runtime import Headend
+from .main import host_port
 
 
 def _free_ports(n: int) -> list[int]:
@@ -97,7 +97,7 @@ def demo(http_bind: str, buses: int, meters: int, speed: float, interval: str,  
          verbose: int) -> None:
     """Run an emulated bus of Kamstrup meters, the head-end polling it, and the web page."""
     _logging(verbose)
-    from .emulator import Emulator, seeded_config
+    from ..slave.emulator import Emulator, seeded_config
 
     every = parse_duration(interval)
     if every is None or every <= 0:

@@ -27,7 +27,7 @@ from typing import Any, NoReturn, TypeVar, cast
 
 import click
 
-from .errors import (
+from ..errors import (
     BusTimeout,
     DecodeError,
     FrameError,
@@ -37,7 +37,7 @@ from .errors import (
     SecurityError,
     TransportError,
 )
-from .master import DEFAULT_RETRIES, CollisionError, Found, Master, Outcome, normalize_mask
+from ..master.driver import DEFAULT_RETRIES, CollisionError, Found, Master, Outcome, normalize_mask
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -97,17 +97,17 @@ class Session:
     def transport(self, baud: int | None = None) -> Any:
         rate = baud or self.baud
         if self.port.startswith("tcp://"):
-            from .transport.tcp import TcpTransport
+            from ..transport.tcp import TcpTransport
 
             return TcpTransport.from_url(self.port, baud=rate)
-        from .transport.serial import SerialTransport
+        from ..transport.serial import SerialTransport
 
         return SerialTransport(self.port, baud=rate)
 
     def keys(self) -> Any:
         if self.key_file is None:
             return None
-        from .security import KeyStore
+        from ..codec.security import KeyStore
 
         try:
             lines = self.key_file.read_text(encoding="utf-8").splitlines()
@@ -163,7 +163,7 @@ def _trace(direction: str, data: bytes) -> None:
 
 
 def _baud(value: str) -> int:
-    from .timing import check_baud
+    from ..codec.timing import check_baud
 
     try:
         return check_baud(int(value))
@@ -323,7 +323,7 @@ class _Bar:
             self._task = self._progress.add_task(title, total=1.0, found="")
 
     def update(self, event: object) -> None:
-        from .scan import Progress
+        from ..master.scan import Progress
 
         if self._progress is not None and isinstance(event, Progress):
             self._progress.update(self._task, completed=event.done,
@@ -379,13 +379,13 @@ def read(ctx: click.Context, *, port: str, baud: int, timeout: float | None, ret
          key_file: Path | None, trace: bool, address: int | str, fabrication: str | None,
          first: bool, additional: bool, fmt: str) -> None:
     """Read a meter by primary, secondary or enhanced secondary address."""
-    from . import render
+    from ..render import document as render
 
     session = _session(ctx, port, baud, timeout, retries, key_file, trace)
 
     async def body(master: Master) -> list[Any]:
         if additional:
-            from .master import GLOBAL_READOUT
+            from ..master.driver import GLOBAL_READOUT
 
             if _secondary(address):
                 await master.select(address, fabrication=fabrication)
@@ -448,10 +448,10 @@ async def _refusal(master: Master, address: int | str, what: str) -> None:
 
 async def _secure_command(master: Master, address: int | str, fabrication: str | None,
                           payload: bytes, what: str) -> None:
-    from .devices.kamstrup import encrypt_command
-    from .master import address_of
-    from .slave import Identity
-    from .telegram import SecondaryAddress
+    from ..codec.telegram import SecondaryAddress
+    from ..master.driver import address_of
+    from ..slave.kamstrup import encrypt_command
+    from ..slave.machine import Identity
 
     frames = await master.read_frames(address, fabrication=fabrication, all_telegrams=False)
     meter = address_of(frames[0]) if frames else None
@@ -471,7 +471,7 @@ async def _secure_command(master: Master, address: int | str, fabrication: str |
 
 
 def _kamstrup() -> Any:
-    from .devices import kamstrup
+    from ..slave import kamstrup
 
     return kamstrup
 
@@ -494,7 +494,7 @@ def set_address(ctx: click.Context, *, port: str, baud: int, timeout: float | No
                 key_file: Path | None, trace: bool, address: int | str, new_address: int,
                 fabrication: str | None) -> None:
     """Give a meter a new primary address (1-250; 0 = factory default)."""
-    from .master import set_address_payload
+    from ..master.driver import set_address_payload
 
     session = _session(ctx, port, baud, timeout, retries, key_file, trace)
     _encode(lambda: set_address_payload(new_address))  # refuse a bad address before the port
@@ -522,7 +522,7 @@ def set_id(ctx: click.Context, *, port: str, baud: int, timeout: float | None, r
            key_file: Path | None, trace: bool, address: int | str, meter_number: str,
            fabrication: str | None) -> None:
     """Change a meter's meter number (its secondary address ID, 8 digits)."""
-    from .master import set_id_payload
+    from ..master.driver import set_id_payload
 
     payload = _encode(lambda: set_id_payload(meter_number))
     _write(ctx, _session(ctx, port, baud, timeout, retries, key_file, trace), address,
@@ -542,7 +542,7 @@ def set_time(ctx: click.Context, *, port: str, baud: int, timeout: float | None,
              key_file: Path | None, trace: bool, address: int | str, at: str | None,
              offset: int | None, fabrication: str | None) -> None:
     """Set a meter's clock, or add/subtract an offset."""
-    from .master import set_time_payload
+    from ..master.driver import set_time_payload
 
     if at is not None and offset is not None:
         raise click.UsageError("give --at or --offset, not both")
@@ -663,7 +663,7 @@ def baud(ctx: click.Context, *, port: str, baud: int, timeout: float | None, ret
 def raw(ctx: click.Context, *, port: str, baud: int, timeout: float | None, retries: int,
         key_file: Path | None, trace: bool, frame: str) -> None:
     """Send a frame given in hex and print the answer in hex (exit 4 when nobody answers)."""
-    from .cli_decode import parse_frame_text
+    from .decode import parse_frame_text
 
     try:
         data = parse_frame_text(frame.encode())

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 
-from .link import LongFrame
-from .master import (
+from ..codec.link import LongFrame
+from .driver import (
     Answer,
     Expect,
     Found,

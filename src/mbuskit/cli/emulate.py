@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from .cli import host_port
-from .emulator import (
+from ..errors import MBusError
+from ..slave.emulator import (
     MODULE_BAUDS,
     Emulator,
     EmulatorConfig,
@@ -19,7 +19,7 @@ from .emulator import (
     load_config,
     seeded_config,
 )
-from .errors import MBusError
+from .main import host_port
 
 
 def build_config(*, tcp: str | None, serial: str | None, meters: int | None, seed: int,

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from .model import Poll, Reading
-from .storage import (
+from ..model import Poll, Reading
+from .sqlite import (
     LATEST_ALL_SQL,
     MeterRow,
     StorageError,

@@ -58,8 +58,8 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from functools import lru_cache
 
+from ..errors import DecodeError, EncodeError
 from . import vif as _v
-from .errors import DecodeError, EncodeError
 
 
 class FunctionField(enum.IntEnum):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from .records import DataRecord
+from ..codec.records import DataRecord
 
 
 def _prefix(exp: int) -> str:

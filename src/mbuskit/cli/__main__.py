@@ -1,0 +1,5 @@
+"""``python -m mbuskit.cli``: the ``mbus`` command."""
+
+from .main import main
+
+main()
