@@ -41,7 +41,8 @@ from typing import Any
 from mbuskit.codec import timing
 from mbuskit.codec.link import Frame, ShortFrame
 from mbuskit.master.driver import Master
-from mbuskit.slave.emulator import MeterSpec, kamstrup_slave
+from mbuskit.slave.emulator import kamstrup_slave
+from mbuskit.slave.emulator_config import MeterSpec
 from mbuskit.transport.server import Gateway, serve_tcp
 from mbuskit.transport.simbus import COLLISION_MODES, SimBus
 

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from mbuskit.cli import master as cli_master
+from mbuskit.cli import session as cli_master
 from mbuskit.cli.main import main
-from mbuskit.slave.emulator import MeterSpec, kamstrup_slave
+from mbuskit.slave.emulator import kamstrup_slave
+from mbuskit.slave.emulator_config import MeterSpec
 from mbuskit.transport.server import serve_serial, serve_tcp
 
 KEY = "000102030405060708090A0B0C0D0E0F"

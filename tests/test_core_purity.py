@@ -1,4 +1,4 @@
-"""The protocol core does no I/O, reads no clock and draws no randomness (DESIGN.md section 2).
+"""The protocol core does no I/O, reads no clock and draws no randomness (docs/architecture.md 2).
 
 Checked on the source (AST), so that an import hidden inside a function counts too.
 """

@@ -18,18 +18,11 @@ from mbuskit.cli.emulate import build_config
 from mbuskit.cli.main import main
 from mbuskit.codec.link import Frame
 from mbuskit.errors import MBusError
-from mbuskit.slave.emulator import (
-    Clock,
-    Emulator,
-    EmulatorConfigError,
-    MeterSpec,
-    load_config,
-    seeded_config,
-    seeded_meters,
-)
+from mbuskit.slave.emulator import Clock, Emulator, seeded_config, seeded_meters
+from mbuskit.slave.emulator_config import EmulatorConfigError, MeterSpec, load_config
 from test_simbus import FakeReply, FakeSlave, req_ud2
 
-HAVE_KAMSTRUP = importlib.util.find_spec("mbuskit.devices.kamstrup") is not None
+HAVE_KAMSTRUP = importlib.util.find_spec("mbuskit.slave.kamstrup") is not None
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -294,7 +287,7 @@ async def test_a_taken_port_releases_what_was_started() -> None:
         await blocker.wait_closed()
 
 
-@pytest.mark.skipif(not HAVE_KAMSTRUP, reason="mbuskit.devices.kamstrup not written yet")
+@pytest.mark.skipif(not HAVE_KAMSTRUP, reason="mbuskit.slave.kamstrup not written yet")
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_mbus_emulate_runs_until_stopped_and_saves_state(tmp_path: Path,
                                                         stop: signal.Signals) -> None:
@@ -327,7 +320,7 @@ def test_mbus_emulate_runs_until_stopped_and_saves_state(tmp_path: Path,
 async def test_emulator_serves_a_serial_gateway_on_a_pty() -> None:
     import serial
 
-    from mbuskit.slave.emulator import EmulatorConfig, GatewaySpec
+    from mbuskit.slave.emulator_config import EmulatorConfig, GatewaySpec
 
     meters = tuple(seeded_meters(2, seed=1))
     config = EmulatorConfig(gateways=(GatewaySpec(meters=meters, serial="pty", baud=9600),))
@@ -369,10 +362,10 @@ async def _read_frame(where: str, address: int) -> bytes:
         await writer.wait_closed()
 
 
-@pytest.mark.skipif(not HAVE_KAMSTRUP, reason="mbuskit.devices.kamstrup not written yet")
+@pytest.mark.skipif(not HAVE_KAMSTRUP, reason="mbuskit.slave.kamstrup not written yet")
 async def test_a_configured_key_encrypts_the_meters_telegrams(tmp_path: Path) -> None:
     from mbuskit import decode
-    from mbuskit.codec.telegram import LongHeader
+    from mbuskit.codec.header import LongHeader
     from mbuskit.errors import SecurityError
 
     path = tmp_path / "emu.toml"
@@ -395,7 +388,7 @@ async def test_a_configured_key_encrypts_the_meters_telegrams(tmp_path: Path) ->
     assert any(r.quantity == "energy" for r in decode(plain).records)
 
 
-@pytest.mark.skipif(not HAVE_KAMSTRUP, reason="mbuskit.devices.kamstrup not written yet")
+@pytest.mark.skipif(not HAVE_KAMSTRUP, reason="mbuskit.slave.kamstrup not written yet")
 async def test_kamstrup_meters_come_back_from_the_state_dir(tmp_path: Path) -> None:
     wall = [1_800_000_000.0]
     config = seeded_config(meters=2, seed=8, port=0, speed=3600.0, state_dir=tmp_path)

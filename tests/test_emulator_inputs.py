@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mbuskit.slave.emulator import Emulator, EmulatorConfigError, seeded_config
+from mbuskit.slave.emulator import Emulator, seeded_config
+from mbuskit.slave.emulator_config import EmulatorConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,8 +18,8 @@ from headend_fakes import FakeReader, FakeTelegram, kamstrup_telegram
 from mbuskit.headend.config import MeterConfig, parse_config
 from mbuskit.headend.model import Poll, identity_from, readings_from
 from mbuskit.headend.runtime import Headend
+from mbuskit.headend.storage.base import StorageError
 from mbuskit.headend.storage.postgres import PostgresStorage
-from mbuskit.headend.storage.sqlite import StorageError
 
 pytestmark = pytest.mark.service
 

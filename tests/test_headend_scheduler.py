@@ -10,7 +10,8 @@ from headend_fakes import FakeReader
 from mbuskit.headend.config import Config, parse_config
 from mbuskit.headend.model import Poll, identity_from, readings_from
 from mbuskit.headend.scheduler import CommandError, Scheduler
-from mbuskit.headend.storage.sqlite import SqliteStorage, StorageError
+from mbuskit.headend.storage.base import StorageError
+from mbuskit.headend.storage.sqlite import SqliteStorage
 
 
 def _config(interval: str = "0.2", meters_per_bus: int = 3, buses: int = 2) -> Config:

@@ -17,7 +17,9 @@ from mbuskit.headend.model import (
     readings_from,
     register_name,
 )
-from mbuskit.headend.storage.sqlite import SqliteStorage, StorageError, open_storage
+from mbuskit.headend.storage import open_storage
+from mbuskit.headend.storage.base import StorageError
+from mbuskit.headend.storage.sqlite import SqliteStorage
 
 
 def test_register_names_follow_meaning() -> None:

@@ -38,9 +38,9 @@ def _need_node_mbus() -> str:
     if not BINDING.exists():
         missing.append("node-mbus is not installed (run .ci/install-node-mbus.sh)")
     try:
-        importlib.import_module("mbuskit.devices.kamstrup")
+        importlib.import_module("mbuskit.slave.kamstrup")
     except ImportError:
-        missing.append("mbuskit.devices.kamstrup is missing")
+        missing.append("mbuskit.slave.kamstrup is missing")
     if missing:
         reason = "; ".join(missing)
         if os.environ.get("CI") == "true":

@@ -1,7 +1,7 @@
 """The Kamstrup module twin behind the generic slave: telegrams, selection, commands, security.
 
 Vectors D1-D12 are the master->slave frames of shared/research/kamstrup-frames.txt section D.
-Telegrams are checked by decoding them with mbuskit.telegram, not against stored bytes.
+Telegrams are checked by decoding them with mbuskit.codec.telegram, not against stored bytes.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mbuskit.codec.header import LongHeader
 from mbuskit.codec.link import LongFrame, ShortFrame, decode_frame
 from mbuskit.codec.records import DataRecord, FunctionField
-from mbuskit.codec.telegram import LongHeader, Telegram, decode_telegram
+from mbuskit.codec.telegram import Telegram, decode_telegram
 from mbuskit.errors import DecodeError, EncodeError, SecurityError
 from mbuskit.slave.kamstrup import (
     CMD_GLOBAL_READOUT,
@@ -37,13 +38,9 @@ from mbuskit.slave.kamstrup import (
     cmd_tariff,
     encrypt_command,
 )
-from mbuskit.slave.kamstrup_registers import (
-    REGISTERS,
-    STANDARD,
-    decode_type_f,
-    encode_type_f,
-    parse_records,
-)
+from mbuskit.slave.kamstrup_codec import command_records as parse_records
+from mbuskit.slave.kamstrup_codec import decode_type_f, encode_type_f
+from mbuskit.slave.kamstrup_registers import REGISTERS, STANDARD
 from mbuskit.slave.machine import Reply, Slave
 from mbuskit.slave.meter import BreakerState, Meter, MeterConfig
 

@@ -10,7 +10,8 @@ from master_fakes import FakeMeter, ScriptedTransport
 from mbuskit.codec import timing
 from mbuskit.codec.link import Ack, LongFrame, ShortFrame, decode_frame
 from mbuskit.errors import BusTimeout, LocalError, MBusError
-from mbuskit.master import driver as m
+from mbuskit.master import transaction as m
+from mbuskit.master.driver import Master
 from mbuskit.transport.simbus import SimBus
 
 ACK = Ack().encode()
@@ -128,19 +129,19 @@ def test_out_of_range_addresses_are_local_errors() -> None:
 
 async def test_timeout_is_the_answer_window_plus_latency_unless_overridden() -> None:
     transport = ScriptedTransport([], baud=2400, latency=0.03)
-    master = m.Master(transport)
+    master = Master(transport)
     assert master.timeout == pytest.approx(330 / 2400 + 0.05 + 0.03)
     assert not await master.ping(3)
     assert transport.timeouts[0] == pytest.approx(master.timeout)
-    fixed = m.Master(ScriptedTransport([], baud=300), timeout=2.5)
+    fixed = Master(ScriptedTransport([], baud=300), timeout=2.5)
     assert fixed.timeout == 2.5
     with pytest.raises(LocalError):
-        m.Master(transport, timeout=0)
+        Master(transport, timeout=0)
 
 
 async def test_echo_of_our_own_frame_is_dropped() -> None:
     transport = ScriptedTransport([ACK, FakeMeter("12345678").telegram(0)], echo=True)
-    master = m.Master(transport, more_follows=_more)
+    master = Master(transport, more_follows=_more)
     assert await master.ping(0)
     frames = await master.read_frames(0)
     assert m.address_of(frames[0]) == "123456782D2C0102"
@@ -152,7 +153,7 @@ async def test_two_answers_or_a_bad_checksum_are_garbled() -> None:
     good = FakeMeter("12345678").telegram(0)
     bad = good[:-2] + bytes(((good[-2] + 1) & 0xFF,)) + good[-1:]
     transport = ScriptedTransport([ACK + ACK, bad, bad, bad])
-    master = m.Master(transport, retries=0, more_follows=_more)
+    master = Master(transport, retries=0, more_follows=_more)
     answer = await master.exchange(m.Request(m.snd_nke(1), m.Expect.ACK, 1))
     assert answer.outcome is m.Outcome.GARBLED
     master.retries = 2
@@ -164,7 +165,7 @@ async def test_two_answers_or_a_bad_checksum_are_garbled() -> None:
 async def test_a_truncated_frame_is_garbled_not_a_hang() -> None:
     good = FakeMeter("12345678").telegram(0)
     transport = ScriptedTransport([good[:20]])
-    master = m.Master(transport, retries=0, more_follows=_more)
+    master = Master(transport, retries=0, more_follows=_more)
     answer = await master.exchange(m.Request(m.req_ud2(1, fcb=True), m.Expect.DATA, 1))
     assert answer.outcome is m.Outcome.GARBLED
     # waited for the first byte, then only for what the length byte said was missing
@@ -175,9 +176,9 @@ async def test_a_truncated_frame_is_garbled_not_a_hang() -> None:
 # -- over the simulated bus ---------------------------------------------------------------------
 
 
-def _bus(*meters: FakeMeter, baud: int = 2400) -> tuple[SimBus, m.Master]:
+def _bus(*meters: FakeMeter, baud: int = 2400) -> tuple[SimBus, Master]:
     bus = SimBus(list(meters), baud=baud)
-    return bus, m.Master(bus, more_follows=_more)
+    return bus, Master(bus, more_follows=_more)
 
 
 async def test_read_by_primary_secondary_and_enhanced_address() -> None:

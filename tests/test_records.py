@@ -19,13 +19,12 @@ from mbuskit.codec.records import (
     RecordKind,
     build_record,
     decode_records,
-    decode_type_f,
     encode_records,
-    encode_type_f,
     global_readout_record,
     manufacturer_record,
     selection_record,
 )
+from mbuskit.codec.values import decode_type_f, encode_type_f
 from mbuskit.errors import DecodeError, EncodeError, MBusError
 
 

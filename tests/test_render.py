@@ -22,9 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mbuskit import MBusError, decode
+from mbuskit.codec.header import LongHeader
 from mbuskit.codec.link import LongFrame
 from mbuskit.codec.records import DataRecord, FunctionField, RecordKind
-from mbuskit.codec.telegram import LongHeader, Telegram, decode_telegram
+from mbuskit.codec.telegram import Telegram, decode_telegram
 from mbuskit.render.document import (
     SCHEMA,
     to_csv,
@@ -32,10 +33,10 @@ from mbuskit.render.document import (
     to_json,
     to_table,
     to_text,
-    to_xml,
-    value_to_json,
 )
 from mbuskit.render.libmbus_names import _fb_unit, _fd_unit, _fixed_unit, _primary_unit
+from mbuskit.render.libmbus_xml import to_xml
+from mbuskit.render.views import value_to_json
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "libmbus"
@@ -578,9 +579,12 @@ def test_selection_telegram_in_json() -> None:
 
 
 def test_public_api_is_pinned() -> None:
-    import mbuskit.render.document as render
+    from mbuskit.render import document, libmbus_xml, views
 
-    assert sorted(render.__all__) == ["SCHEMA", "to_csv", "to_dict", "to_json", "to_table",
-                                      "to_text", "to_xml", "value_to_json"]
-    for name in render.__all__:
-        assert getattr(render, name) is not None
+    assert sorted(document.__all__) == ["SCHEMA", "to_csv", "to_dict", "to_json", "to_table",
+                                        "to_text"]
+    assert libmbus_xml.__all__ == ["to_xml"]
+    assert sorted(views.__all__) == ["HeaderView", "header_view", "id_hex", "value_to_json"]
+    for module in (document, libmbus_xml, views):
+        for name in module.__all__:
+            assert getattr(module, name) is not None

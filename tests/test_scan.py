@@ -10,8 +10,9 @@ import pytest
 
 from master_fakes import FakeMeter
 from mbuskit.codec.link import LongFrame
-from mbuskit.master import scan
-from mbuskit.master.driver import Answer, Found, Master, Outcome, Request, address_of
+from mbuskit.master import scan, scan_probe
+from mbuskit.master.driver import Master
+from mbuskit.master.transaction import Answer, Found, Outcome, Request, address_of
 from mbuskit.slave.machine import ACCEPTED, CommandResult, Identity, Response, Slave
 from mbuskit.transport.simbus import Noise, SimBus
 
@@ -78,7 +79,8 @@ async def test_twins_sharing_a_number_split_on_the_and_of_their_serial_numbers()
     """The collided short answers carry the AND of the serial numbers too: with the meter
     number fixed, the split goes to a serial digit where they must differ, not through every
     digit of the last one."""
-    from mbuskit.slave.emulator import MeterSpec, kamstrup_slave
+    from mbuskit.slave.emulator import kamstrup_slave
+    from mbuskit.slave.emulator_config import MeterSpec
 
     specs = [MeterSpec(address=0, meter_number=41570925, serial_number=serial, seed=k)
              for k, serial in enumerate((67102137, 70692407))]
@@ -88,7 +90,7 @@ async def test_twins_sharing_a_number_split_on_the_and_of_their_serial_numbers()
     assert sorted((f.address or "")[:8] + "/" + (f.fabrication or "") for f in found) == [
         "41570925/67102137", "41570925/70692407"]
     # the serial AND is 60002007: 7 is fixed at once and the first digit (6 or 7) separates
-    node = scan._Node("41570925FFFFFFFF", None, 1.0)
+    node = scan_probe._Node("41570925FFFFFFFF", None, 1.0)
     children = scan._hinted_split(node, "41570925" + "60002007")
     assert [c.fabrication for c in children] == ["6FFFFFF7", "7FFFFFF7"]
     assert scan._hinted_split(node, "41570925" + "60002007", enhanced=False) == []
@@ -239,7 +241,8 @@ def test_found_addresses_come_from_the_header() -> None:
 
 
 def _twins(n: int, seed: int, *, consecutive: bool) -> tuple[list[object], list[tuple[int, int]]]:
-    from mbuskit.slave.emulator import MeterSpec, kamstrup_slave
+    from mbuskit.slave.emulator import kamstrup_slave
+    from mbuskit.slave.emulator_config import MeterSpec
 
     rng = random.Random(seed)
     if consecutive:
@@ -305,7 +308,7 @@ async def test_noisy_scans_of_fifty_meters_miss_nobody() -> None:
 
 
 def test_the_split_follows_the_digits_the_meters_found_vary_in() -> None:
-    st = scan._State()
+    st = scan_probe._State()
     for n in range(30):  # a batch: units and tens vary, hundreds take 0..2, the rest is fixed
         number = f"12345{n % 3}{n % 10}{n // 3 % 10}"
         st.found[(number + "2D2C0102", None)] = Found(address=number + "2D2C0102")
@@ -415,7 +418,8 @@ async def test_meters_that_refuse_the_readout_selection_stop_being_asked() -> No
 
 
 async def test_a_mixed_bus_is_found_whole() -> None:
-    from mbuskit.slave.emulator import MeterSpec, kamstrup_slave
+    from mbuskit.slave.emulator import kamstrup_slave
+    from mbuskit.slave.emulator_config import MeterSpec
 
     twins = [kamstrup_slave(MeterSpec(address=0, meter_number=50000000 + k,
                                       serial_number=60000000 + k, seed=k), 1.7e9, 2400, None)

@@ -295,7 +295,7 @@ async def test_timers_of_slaves_at_another_rate_still_run() -> None:
 
 
 class _Device:
-    """The smallest mbuskit.slave.Device: an identity and one telegram with one record."""
+    """The smallest mbuskit.slave.machine.Device: an identity and one telegram with one record."""
 
     def __init__(self, ident: int) -> None:
         from mbuskit.slave.machine import Identity

@@ -1,4 +1,4 @@
-"""EN 13757-3 application layer (mbuskit.telegram): headers, CI handling, selection, Telegram."""
+"""EN 13757-3 application layer (mbuskit.codec): headers, CI handling, selection, Telegram."""
 
 from __future__ import annotations
 
@@ -9,26 +9,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mbuskit.codec.link import LongFrame
-from mbuskit.codec.telegram import (
-    CI,
+from mbuskit.codec.ci import CI, medium_name, reset_subcode_name
+from mbuskit.codec.header import (
     FixedHeader,
     LongHeader,
     SecondaryAddress,
-    Selection,
     ShortHeader,
-    Telegram,
-    decode_selection,
-    decode_telegram,
-    encode_selection,
-    encode_telegram,
-    encrypt_telegram,
     manufacturer_code,
     manufacturer_letters,
-    medium_name,
-    reset_subcode_name,
     status_flags,
 )
+from mbuskit.codec.link import LongFrame
+from mbuskit.codec.selection import Selection, decode_selection, encode_selection
+from mbuskit.codec.telegram import Telegram, decode_telegram, encode_telegram, encrypt_telegram
 from mbuskit.errors import DecodeError, EncodeError, FrameError, MBusError, SecurityError
 
 

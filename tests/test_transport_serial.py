@@ -7,7 +7,8 @@ import pytest
 
 from master_fakes import FakeMeter
 from mbuskit.errors import TransportError
-from mbuskit.master.driver import Master, Outcome, address_of
+from mbuskit.master.driver import Master
+from mbuskit.master.transaction import Outcome, address_of
 from mbuskit.transport.serial import SerialTransport
 from mbuskit.transport.server import serve_tcp
 

@@ -9,7 +9,8 @@ import pytest
 
 from master_fakes import FakeMeter
 from mbuskit.errors import LocalError, TransportError
-from mbuskit.master.driver import Master, address_of
+from mbuskit.master.driver import Master
+from mbuskit.master.transaction import address_of
 from mbuskit.transport.server import serve_tcp
 from mbuskit.transport.tcp import TcpTransport, parse_tcp_url
 

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
+from .codec.ci import CI
+from .codec.header import LongHeader, SecondaryAddress, ShortHeader
 from .codec.records import DataRecord
 from .codec.security import KeyStore
-from .codec.telegram import (
-    CI,
-    LongHeader,
-    SecondaryAddress,
-    Selection,
-    ShortHeader,
-    Telegram,
-    decode_telegram,
-    encode_telegram,
-)
+from .codec.selection import Selection
+from .codec.telegram import Telegram, decode_telegram, encode_telegram
 from .errors import (
     BusTimeout,
     DecodeError,

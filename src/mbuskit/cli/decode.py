@@ -61,10 +61,9 @@ def _render(t: Telegram, fmt: str) -> str:
     if fmt == "json":
         return render.to_json(t)
     if fmt in ("xml", "xml-normalized"):
-        to_xml = getattr(render, "to_xml", None)
-        if to_xml is None:
-            _fail(EXIT_USAGE, "XML output is not available in this build")
-        return str(to_xml(t, normalized=fmt == "xml-normalized"))
+        from ..render.libmbus_xml import to_xml
+
+        return to_xml(t, normalized=fmt == "xml-normalized")
     if fmt == "csv":
         return render.to_csv(t)
     to_text = getattr(render, "to_text", None)

@@ -11,15 +11,14 @@ from typing import Any
 import click
 
 from ..errors import MBusError
-from ..slave.emulator import (
+from ..slave.emulator import Emulator, seeded_config
+from ..slave.emulator_config import (
     MODULE_BAUDS,
-    Emulator,
     EmulatorConfig,
     EmulatorConfigError,
     load_config,
-    seeded_config,
 )
-from .main import host_port
+from .options import host_port
 
 
 def build_config(*, tcp: str | None, serial: str | None, meters: int | None, seed: int,

@@ -29,7 +29,7 @@ from ..headend.config import (
     parse_duration,
 )
 from ..headend.runtime import Headend
-from .main import host_port
+from .options import host_port
 
 
 def _free_ports(n: int) -> list[int]:

@@ -15,29 +15,19 @@ import click
 _COMMANDS: dict[str, str] = {
     "decode": "mbuskit.cli.decode:decode",
     "emulate": "mbuskit.cli.emulate:emulate",
-    "scan": "mbuskit.cli.master:scan",
-    "read": "mbuskit.cli.master:read",
-    "set-address": "mbuskit.cli.master:set_address",
-    "set-id": "mbuskit.cli.master:set_id",
-    "set-time": "mbuskit.cli.master:set_time",
-    "breaker": "mbuskit.cli.master:breaker",
-    "tariff": "mbuskit.cli.master:tariff",
-    "ct-ratio": "mbuskit.cli.master:ct_ratio",
-    "baud": "mbuskit.cli.master:baud",
-    "raw": "mbuskit.cli.master:raw",
+    "scan": "mbuskit.cli.read:scan",
+    "read": "mbuskit.cli.read:read",
+    "set-address": "mbuskit.cli.control:set_address",
+    "set-id": "mbuskit.cli.control:set_id",
+    "set-time": "mbuskit.cli.control:set_time",
+    "breaker": "mbuskit.cli.control:breaker",
+    "tariff": "mbuskit.cli.control:tariff",
+    "ct-ratio": "mbuskit.cli.control:ct_ratio",
+    "baud": "mbuskit.cli.control:baud",
+    "raw": "mbuskit.cli.control:raw",
     "demo": "mbuskit.cli.headend:demo",
     "serve": "mbuskit.cli.headend:serve",
 }
-
-
-def host_port(value: str, option: str) -> tuple[str, int]:
-    """``HOST:PORT`` (or a bare port on 127.0.0.1; IPv6 hosts in brackets) of a command option."""
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", value
-    if not port.isdigit() or not 0 <= int(port) < 65536:
-        raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint=option)
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 class _LazyGroup(click.Group):

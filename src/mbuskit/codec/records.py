@@ -1,8 +1,10 @@
-"""EN 13757-3 data records: DIF/DIFE/VIF/VIFE, value codecs, and their encoders.
+"""EN 13757-3 data records: the DIF/DIFE/VIF/VIFE structure, its decoder and its encoders.
 
 The record *types* below are the contract every other module codes against; fields may be
 added, never renamed or removed. ``raw`` keeps the exact wire bytes, which is what makes
-``encode(decode(b)) == b`` exact.
+``encode(decode(b)) == b`` exact. The data-type codecs of EN 13757-3 annex A (BCD, integers,
+real32, dates, LVAR values of table 5) and the scaling by decimal exponent are in
+``mbuskit.codec.values``; this module decides from the DIF and VIF which of them applies.
 
 Decoding rules chosen where the standard leaves room (each is tested):
 
@@ -12,13 +14,9 @@ Decoding rules chosen where the standard leaves room (each is tested):
 * BCD (data fields 9, A, B, C, E, LVAR C0-D9) with a high nibble F in the most significant
   byte is negative (EN 13757-3 annex A, type A). Any other non-decimal digit makes the value
   ``None`` and ``valid`` False; the bytes stay in ``data``/``raw``.
-* Variable length (data field D), EN 13757-3:2018 table 5: LVAR 0x00-0xBF is text of LVAR
-  bytes sent last character first (we reverse it, as libmbus does); 0xC0-0xC9 / 0xD0-0xD9 a
-  positive / negative BCD number of (LVAR - 0xC0) * 2 digits, i.e. LVAR - 0xC0 bytes
-  (libmbus reads twice as many bytes, a known bug we do not copy); 0xE0-0xEF binary of
-  LVAR - 0xE0 bytes; 0xF0-0xF4 binary of 4 * (LVAR - 0xEC) bytes; 0xF5 48 and 0xF6 64
-  binary bytes; 0xF7-0xFF are reserved and a DecodeError (the length is unknown). Binary
-  values are returned as ``bytes`` in transmission order.
+* Variable length (data field D): the LVAR byte gives length and type (EN 13757-3:2018
+  table 5, see ``values``); a reserved LVAR 0xF7-0xFF is a DecodeError, the length being
+  unknown. The LVAR byte is kept in ``lvar``, not in ``data``.
 * Plain-text VIF 0x7C/0xFC: the length byte and the text (last character first) follow the
   VIF byte directly, then the VIFEs if the VIF has its extension bit. This is the layout of
   "The M-Bus: A Documentation" (m-bus.com: "the true VIF is represented by the following
@@ -26,13 +24,10 @@ Decoding rules chosen where the standard leaves room (each is tested):
   telegram we have (Elvaco CMa10 in the libmbus corpus). m-bus-parser reads the VIFEs first;
   no telegram that does so was found.
 * Dates (EN 13757-3 annex A), chosen by the data length when the VIF (or a combinable VIFE)
-  names a date: 2 bytes type G (date), 3 bytes type J (time of day), 4 bytes type F
-  (date and time to the minute), 6 bytes type I (to the second). Type F years use the
-  hundred-year bits: year = 1900 + 100 * HY + YY, except HY = 0 and YY <= 80, which old
-  meters send for 2000-2080. Types G and I carry no century: YY <= 80 is 20YY, else 19YY.
-  The invalid bit (IV) or an impossible date gives ``value`` None and ``valid`` False.
-  Types K (daylight saving, 0xFD 0x72) and M (LVAR date-time of the 2018 edition) could not
-  be sourced: K decodes as an unsigned integer, M as its LVAR bytes.
+  names a date: 2 bytes type G, 3 bytes type J, 4 bytes type F, 6 bytes type I (centuries
+  as in ``values``). The invalid bit (IV) or an impossible date gives ``value`` None and
+  ``valid`` False. Types K (daylight saving, 0xFD 0x72) and M (LVAR date-time of the 2018
+  edition) could not be sourced: K decodes as an unsigned integer, M as its LVAR bytes.
 * Scaling: value = raw * 10**exponent, an ``int`` when the exponent is >= 0, an exact
   ``Decimal`` when it is negative, a ``float`` for real32. Multiplicative VIFE corrections
   (0x70-0x77, 0x7D) change the exponent; an additive correction (0x78-0x7B) adds
@@ -54,12 +49,30 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
-from datetime import date, datetime, time
 from decimal import Decimal
 from functools import lru_cache
 
 from ..errors import DecodeError, EncodeError
 from . import vif as _v
+
+# Imported by name, not as ``values.x``: decode_records runs these per record, and a module
+# global costs one dictionary lookup where an attribute of a module costs two.
+from .values import (
+    DATE_DECODERS,
+    DATE_SIZES,
+    POW10,
+    Value,
+    decode_bcd,
+    encode_bcd,
+    encode_date,
+    encode_int,
+    encode_lvar,
+    encode_real32,
+    lvar_length,
+    lvar_value,
+    scale,
+    unscale,
+)
 
 
 class FunctionField(enum.IntEnum):
@@ -77,9 +90,6 @@ class RecordKind(enum.Enum):
     FILLER = "filler"  # DIF 0x2F idle filler
     GLOBAL_READOUT = "global_readout"  # DIF 0x7F (master to slave)
     SELECTION = "selection"  # data field 0x8: selection for readout (no value bytes)
-
-
-Value = int | float | Decimal | datetime | date | time | str | bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +212,6 @@ _VTYPE = (_VT_NONE, _VT_INT, _VT_INT, _VT_INT, _VT_INT, _VT_REAL, _VT_INT, _VT_I
 _FUNCTIONS = tuple(FunctionField((dif >> 4) & 3) for dif in range(256))
 _MAX_EXT = 10  # EN 13757-3: at most 10 DIFEs and 10 VIFEs
 
-_DATE_SIZES = frozenset((2, 3, 4, 6))
-
 # (quantity, unit, exponent, offset, description, qualifiers, kind, error)
 _Meaning = tuple[str, str, int, int | None, str, tuple[str, ...], int, bool]
 
@@ -290,118 +298,6 @@ def _meaning_cached(vif: int, vife: bytes, from_master: bool) -> _Meaning:
 
 
 # ----------------------------------------------------------------------------------------
-# Value codecs.
-
-def _bcd(data: bytes) -> int | None:
-    # Type A: digits LSB first; a high nibble F in the last byte marks a negative value.
-    digits = data[::-1].hex()
-    if digits.isdigit():
-        return int(digits)
-    if digits[:1] == "f" and digits[1:].isdigit():
-        return -int(digits[1:]) if len(digits) > 1 else None
-    return None
-
-
-def _century(yy: int) -> int:
-    return 2000 + yy if yy <= 80 else 1900 + yy
-
-
-def decode_type_g(data: bytes) -> date | None:
-    """Type G (CP16) date, or None when the date is impossible."""
-    b0, b1 = data[0], data[1]
-    yy = (b0 >> 5) | ((b1 >> 1) & 0x78)
-    try:
-        return date(_century(yy), b1 & 0x0F, b0 & 0x1F) if yy <= 99 else None
-    except ValueError:
-        return None
-
-
-def decode_type_f(data: bytes) -> datetime | None:
-    """Type F (CP32) date and time; None when the IV bit is set or the date is impossible."""
-    b0, b1, b2, b3 = data[0], data[1], data[2], data[3]
-    if b0 & 0x80:
-        return None
-    yy = (b2 >> 5) | ((b3 >> 1) & 0x78)
-    hy = (b1 >> 5) & 0x03
-    if yy > 99:
-        return None
-    year = 2000 + yy if hy == 0 and yy <= 80 else 1900 + 100 * hy + yy
-    try:
-        return datetime(year, b3 & 0x0F, b2 & 0x1F, b1 & 0x1F, b0 & 0x3F)
-    except ValueError:
-        return None
-
-
-def decode_type_i(data: bytes) -> datetime | None:
-    """Type I (CP48) date and time with seconds; None when IV (byte 1 bit 7) is set."""
-    if data[1] & 0x80:
-        return None
-    yy = (data[3] >> 5) | ((data[4] >> 1) & 0x78)
-    if yy > 99:
-        return None
-    try:
-        return datetime(_century(yy), data[4] & 0x0F, data[3] & 0x1F, data[2] & 0x1F,
-                        data[1] & 0x3F, data[0] & 0x3F)
-    except ValueError:
-        return None
-
-
-def decode_type_j(data: bytes) -> time | None:
-    """Type J (CP24) time of day."""
-    try:
-        return time(data[2] & 0x1F, data[1] & 0x3F, data[0] & 0x3F)
-    except ValueError:
-        return None
-
-
-_DATE_DECODERS = {2: decode_type_g, 3: decode_type_j, 4: decode_type_f, 6: decode_type_i}
-
-
-def encode_type_g(value: date) -> bytes:
-    """Type G (CP16): day, month, two-digit year (1981-2080)."""
-    yy = _two_digit_year(value.year)
-    return bytes(((value.day & 0x1F) | ((yy & 0x07) << 5),
-                  (value.month & 0x0F) | ((yy & 0x78) << 1)))
-
-
-def encode_type_f(value: datetime) -> bytes:
-    """Type F (CP32) to the minute, with the hundred-year bits (years 1981-2299)."""
-    if not 1981 <= value.year <= 2299:
-        raise EncodeError(f"type F cannot carry year {value.year} (1981-2299)")
-    hy, yy = divmod(value.year - 1900, 100)
-    return bytes((
-        value.minute & 0x3F,
-        (value.hour & 0x1F) | (hy << 5),
-        (value.day & 0x1F) | ((yy & 0x07) << 5),
-        (value.month & 0x0F) | ((yy & 0x78) << 1),
-    ))
-
-
-def encode_type_i(value: datetime) -> bytes:
-    """Type I (CP48) to the second; day of week filled in, week number 0 (not given)."""
-    yy = _two_digit_year(value.year)
-    return bytes((
-        value.second & 0x3F,
-        value.minute & 0x3F,
-        (value.hour & 0x1F) | (value.isoweekday() << 5),
-        (value.day & 0x1F) | ((yy & 0x07) << 5),
-        (value.month & 0x0F) | ((yy & 0x78) << 1),
-        0,
-    ))
-
-
-def encode_type_j(value: time) -> bytes:
-    """Type J (CP24) time of day."""
-    return bytes((value.second, value.minute, value.hour))
-
-
-def _two_digit_year(year: int) -> int:
-    if not 1981 <= year <= 2080:
-        raise EncodeError(f"a date without century bits covers 1981-2080, not {year}")
-    return year % 100
-
-
-# ----------------------------------------------------------------------------------------
 # Decoder.
 
 _DATA = RecordKind.DATA
@@ -409,22 +305,6 @@ _SELECTION = RecordKind.SELECTION
 _D = Decimal
 _from_bytes = int.from_bytes
 _unpack_f = struct.Struct("<f").unpack_from
-
-
-_POW10: tuple[int, ...] = tuple(10 ** n for n in range(128))
-
-
-def _scale(raw: int | float, exponent: int, offset: int | None) -> int | float | Decimal:
-    if isinstance(raw, float):
-        value = raw * _POW10[exponent] if exponent >= 0 else raw / _POW10[-exponent]
-        return value + 10.0 ** offset if offset is not None else value
-    if offset is not None:
-        # Additive correction: raw * 10^exponent + 10^offset, kept exact.
-        total = _D(raw).scaleb(exponent) + _D(1).scaleb(offset)
-        return int(total) if exponent >= 0 and offset >= 0 else total
-    if exponent >= 0:
-        return raw * _POW10[exponent]
-    return _D(raw).scaleb(exponent)
 
 
 def decode_records(
@@ -538,40 +418,40 @@ def decode_records(
                                           record=len(out), expected="LVAR")
                     lvar = data_buf[pos]
                     pos += 1
-                    length = _lvar_length(lvar, pos, len(out))
+                    length = lvar_length(lvar, pos, len(out))
                 if pos + length > end:
                     raise DecodeError(f"premature end of data: {end - pos} of {length} bytes",
                                       offset=end, record=len(out), expected=f"{length} bytes")
                 data = data_buf[pos:pos + length]
                 pos += length
                 if vt == _VT_INT:
-                    if kind == _KIND_DATE and length in _DATE_SIZES:
-                        value = _DATE_DECODERS[length](data)
+                    if kind == _KIND_DATE and length in DATE_SIZES:
+                        value = DATE_DECODERS[length](data)
                         valid = valid and value is not None
                     else:
                         value = _from_bytes(data, "little", signed=kind != _KIND_UNSIGNED)
                         if add is not None:
-                            value = _scale(value, exponent, add)
+                            value = scale(value, exponent, add)
                         elif exponent > 0:
-                            value *= _POW10[exponent]
+                            value *= POW10[exponent]
                         elif exponent:
                             value = _D(value).scaleb(exponent)
                 elif vt == _VT_BCD:
                     digits = data[::-1].hex()
-                    # Fast path of _bcd(): all digits decimal (the common case).
-                    value = int(digits) if digits.isdigit() else _bcd(data)
+                    # Fast path of decode_bcd(): all digits decimal (the common case).
+                    value = int(digits) if digits.isdigit() else decode_bcd(data)
                     if value is None:
                         valid = False
                     elif add is not None:
-                        value = _scale(value, exponent, add)
+                        value = scale(value, exponent, add)
                     elif exponent > 0:
-                        value *= _POW10[exponent]
+                        value *= POW10[exponent]
                     elif exponent:
                         value = _D(value).scaleb(exponent)
                 elif vt == _VT_REAL:
-                    value = _scale(_unpack_f(data)[0], exponent, add)
+                    value = scale(_unpack_f(data)[0], exponent, add)
                 elif vt == _VT_LVAR:
-                    value, valid = _lvar_value(lvar, data, exponent, add, valid)
+                    value, valid = lvar_value(lvar, data, exponent, add, valid)
                 else:  # data field 0: no data
                     value = None
             # The fields of DataRecord, stored straight into a _Building (see there) and
@@ -623,41 +503,6 @@ def _special(buf: bytes, dif: int, start: int, end: int, out: list[DataRecord]) 
         return start + 1
     raise DecodeError(f"reserved special DIF {dif:02X}", offset=start, record=len(out),
                       expected="DIF 0F, 1F, 2F or 7F")
-
-
-def _lvar_length(lvar: int, pos: int, index: int) -> int:
-    if lvar <= 0xBF:
-        return lvar
-    if 0xC0 <= lvar <= 0xC9:
-        return lvar - 0xC0
-    if 0xD0 <= lvar <= 0xD9:
-        return lvar - 0xD0
-    if 0xE0 <= lvar <= 0xEF:
-        return lvar - 0xE0
-    if 0xF0 <= lvar <= 0xF4:
-        return 4 * (lvar - 0xEC)
-    if lvar == 0xF5:
-        return 48
-    if lvar == 0xF6:
-        return 64
-    raise DecodeError(f"reserved LVAR {lvar:02X}", offset=pos - 1, record=index,
-                      expected="LVAR 00-C9, D0-D9, E0-F6")
-
-
-def _lvar_value(lvar: int | None, data: bytes, exponent: int, add: int | None,
-                valid: bool) -> tuple[Value, bool]:
-    assert lvar is not None
-    if lvar <= 0xBF:
-        return data[::-1].decode("latin-1"), valid
-    if lvar <= 0xD9:
-        digits = data[::-1].hex()
-        if not digits.isdigit() and digits:
-            return None, False
-        number = int(digits) if digits else 0
-        if lvar >= 0xD0:
-            number = -number
-        return _scale(number, exponent, add), valid
-    return data, valid
 
 
 _FILLER_RECORD = DataRecord(b"\x2f", RecordKind.FILLER, 0x2F, quantity="filler",
@@ -723,43 +568,6 @@ def _check_vib(vib: bytes) -> int:
     return vstart
 
 
-def _unscale(value: Value, exponent: int, offset: int | None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, Decimal, float)):
-        raise EncodeError(f"a number is needed, got {type(value).__name__}")
-    number = _D(repr(value)) if isinstance(value, float) else _D(value)
-    if not number.is_finite():
-        raise EncodeError(f"{value} is not finite")
-    if offset is not None:
-        number -= _D(1).scaleb(offset)
-    scaled = number.scaleb(-exponent)
-    if scaled != scaled.to_integral_value():
-        raise EncodeError(f"{value} is not a multiple of 10^{exponent}")
-    return int(scaled)
-
-
-def _encode_int(raw: int, size: int, signed: bool) -> bytes:
-    try:
-        return raw.to_bytes(size, "little", signed=signed)
-    except OverflowError:
-        raise EncodeError(f"{raw} does not fit in {size} bytes"
-                          f" ({'signed' if signed else 'unsigned'})") from None
-
-
-def _encode_bcd(raw: int, size: int) -> bytes:
-    digits = size * 2
-    if raw < 0:
-        text = str(-raw)
-        if len(text) > digits - 1:
-            raise EncodeError(f"{raw} needs more than {digits - 1} BCD digits plus sign")
-        text = "f" + text.rjust(digits - 1, "0")
-    else:
-        text = str(raw)
-        if len(text) > digits:
-            raise EncodeError(f"{raw} needs more than {digits} BCD digits")
-        text = text.rjust(digits, "0")
-    return bytes.fromhex(text)[::-1]
-
-
 def _encode_value(value: Value, data_field: int, meaning: _Meaning) -> bytes:
     _, _, exponent, offset, _, _, kind, _ = meaning
     size = _DATA_LEN[data_field]
@@ -769,68 +577,16 @@ def _encode_value(value: Value, data_field: int, meaning: _Meaning) -> bytes:
         return b""
     if data_field == 0x0F:
         raise EncodeError("data field F is a special function, not a value")
-    if kind == _KIND_DATE and data_field in _INT_FIELDS and size in _DATE_SIZES:
-        return _encode_date(value, size)
+    if kind == _KIND_DATE and data_field in _INT_FIELDS and size in DATE_SIZES:
+        return encode_date(value, size)
     if data_field == 5:
-        if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-            raise EncodeError(f"real32 needs a number, got {type(value).__name__}")
-        number = float(value) - (10.0 ** offset if offset is not None else 0.0)
-        number = number / 10 ** exponent if exponent >= 0 else number * 10 ** -exponent
-        try:
-            return struct.pack("<f", number)
-        except OverflowError:
-            raise EncodeError(f"{value} overflows real32") from None
+        return encode_real32(value, exponent, offset)
     if data_field == 0x0D:
-        return _encode_lvar(value, exponent, offset)
-    raw = _unscale(value, exponent, offset)
+        return encode_lvar(value, exponent, offset)
+    raw = unscale(value, exponent, offset)
     if data_field in _INT_FIELDS:
-        return _encode_int(raw, size, kind != _KIND_UNSIGNED)
-    return _encode_bcd(raw, size)
-
-
-def _encode_date(value: Value, size: int) -> bytes:
-    if size == 3:
-        if not isinstance(value, time):
-            raise EncodeError("a type J record needs a datetime.time")
-        return encode_type_j(value)
-    if size == 2:
-        if not isinstance(value, date) or isinstance(value, datetime):
-            raise EncodeError("a type G record needs a datetime.date")
-        return encode_type_g(value)
-    if not isinstance(value, datetime):
-        raise EncodeError("a type F/I record needs a datetime.datetime")
-    if size == 4:
-        if value.second or value.microsecond:
-            raise EncodeError("type F has no seconds")
-        return encode_type_f(value)
-    if value.microsecond:
-        raise EncodeError("type I has no fractions of a second")
-    return encode_type_i(value)
-
-
-def _encode_lvar(value: Value, exponent: int, offset: int | None) -> bytes:
-    if isinstance(value, str):
-        text = value.encode("latin-1", errors="strict") if value.isascii() else None
-        if text is None or len(text) > 0xBF:
-            raise EncodeError("LVAR text must be ASCII of at most 191 characters")
-        return bytes((len(text),)) + text[::-1]
-    if isinstance(value, (bytes, bytearray)):
-        n = len(value)
-        if n <= 15:
-            return bytes((0xE0 + n,)) + bytes(value)
-        for code, size in ((0xF0, 16), (0xF1, 20), (0xF2, 24), (0xF3, 28), (0xF4, 32),
-                           (0xF5, 48), (0xF6, 64)):
-            if n == size:
-                return bytes((code,)) + bytes(value)
-        raise EncodeError(f"no LVAR code for {n} binary bytes")
-    raw = _unscale(value, exponent, offset)
-    digits = str(abs(raw))
-    if len(digits) % 2:
-        digits = "0" + digits
-    if len(digits) > 18:
-        raise EncodeError(f"{raw} needs more than 18 BCD digits")
-    body = bytes.fromhex(digits)[::-1] if raw else b""
-    return bytes(((0xD0 if raw < 0 else 0xC0) + len(body),)) + body
+        return encode_int(raw, size, kind != _KIND_UNSIGNED)
+    return encode_bcd(raw, size)
 
 
 def build_record(
@@ -897,18 +653,9 @@ __all__ = [
     "Diagnostic",
     "FunctionField",
     "RecordKind",
-    "Value",
     "build_record",
     "decode_records",
-    "decode_type_f",
-    "decode_type_g",
-    "decode_type_i",
-    "decode_type_j",
     "encode_records",
-    "encode_type_f",
-    "encode_type_g",
-    "encode_type_i",
-    "encode_type_j",
     "global_readout_record",
     "manufacturer_record",
     "selection_record",

@@ -18,7 +18,7 @@ from ..codec.records import DataRecord, FunctionField, RecordKind
 
 
 class TelegramLike(Protocol):
-    """The part of ``mbuskit.telegram.Telegram`` the head-end needs."""
+    """The part of ``mbuskit.codec.telegram.Telegram`` the head-end needs."""
 
     @property
     def records(self) -> Sequence[DataRecord]: ...

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator, Mapping
 from .config import Config
 from .scheduler import Reader, Scheduler
 from .spool import Spool
-from .storage.sqlite import Storage, StorageError, open_storage
+from .storage import open_storage
+from .storage.base import Storage, StorageError
 
 log = logging.getLogger("mbuskit.headend")
 

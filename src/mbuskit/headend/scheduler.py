@@ -30,7 +30,7 @@ from ..errors import MBusError
 from .config import Config, MeterConfig
 from .model import Identity, Poll, TelegramLike, identity_from, readings_from
 from .spool import Spool
-from .storage.sqlite import Storage, StorageError
+from .storage.base import Storage, StorageError
 
 log = logging.getLogger("mbuskit.headend")
 
@@ -48,7 +48,7 @@ def _raise_if_cancelled() -> None:
 
 
 class Reader(Protocol):
-    """Reads one bus. Implemented over ``mbuskit.master.Master``; tests use a fake."""
+    """Reads one bus. Implemented over ``mbuskit.master.driver.Master``; tests use a fake."""
 
     async def read(self, meter: MeterConfig) -> Sequence[TelegramLike]: ...
 

@@ -1,8 +1,9 @@
 """Primary scan as a pure transaction: SND_NKE to each primary address, then identify.
 
 A generator like the secondary search (``scan``): it yields a
-:class:`~mbuskit.master.Request` and is sent back the :class:`~mbuskit.master.Answer`; it also
-yields :class:`~mbuskit.master.Found` and :class:`~mbuskit.scan.Progress` events.
+:class:`~mbuskit.master.transaction.Request` and is sent back the
+:class:`~mbuskit.master.transaction.Answer`; it also yields
+:class:`~mbuskit.master.transaction.Found` and :class:`~mbuskit.master.scan.Progress` events.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 
 from ..codec.link import LongFrame
-from .driver import (
+from .scan import Progress, Search
+from .transaction import (
     Answer,
     Expect,
     Found,
@@ -22,7 +24,6 @@ from .driver import (
     req_ud2,
     snd_nke,
 )
-from .scan import Progress, Search
 
 
 def primary_scan(addresses: Sequence[int], *, identify: bool = True, retries: int = 1,

@@ -1,10 +1,10 @@
-"""Telegram -> JSON, libmbus-compatible XML, CSV and a human table.
+"""Telegram -> JSON, CSV and a human table (the libmbus-compatible XML is ``libmbus_xml``).
 
-Every renderer reads only the decoded :class:`~mbuskit.telegram.Telegram`; nothing here decodes
-a value a second time except the libmbus XML (``libmbus_xml``), which by design shows what
-libmbus shows (the unscaled number beside a unit *description*, EN 13757-3 table 10 wording as
-libmbus spells it, ``libmbus_names``). The JSON schema is written down in docs/json-schema.md
-and pinned by tests.
+Every renderer reads only the decoded :class:`~mbuskit.codec.telegram.Telegram` (through the shared
+header view and value mapping in ``views``); nothing decodes a value a second time except the
+libmbus XML (``libmbus_xml``), which by design shows what libmbus shows (the unscaled number
+beside a unit *description*, EN 13757-3 table 10 wording as libmbus spells it,
+``libmbus_names``). The JSON schema is written down in docs/json-schema.md and pinned by tests.
 """
 
 from __future__ import annotations
@@ -12,17 +12,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import date, datetime
-from datetime import time as time_of_day
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..codec.records import DataRecord, FunctionField, RecordKind
-from ..codec.telegram import FixedHeader, LongHeader, Telegram
+from ..codec.telegram import Telegram
 from .libmbus_names import _FIXED_MEDIA_XML, _error_text, _medium_name
+from .views import header_view, value_to_json
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -36,8 +32,6 @@ __all__ = [
     "to_json",
     "to_table",
     "to_text",
-    "to_xml",
-    "value_to_json",
 ]
 
 # ------------------------------------------------------------------------------------------
@@ -50,43 +44,6 @@ _FUNCTION_NAMES = {
     FunctionField.MINIMUM: "minimum",
     FunctionField.ERROR: "error",
 }
-
-
-def value_to_json(value: object) -> tuple[str, Any]:
-    """(value_type, JSON value) for a DataRecord value; the choices are in docs/json-schema.md.
-
-    int stays an exact JSON integer; Decimal becomes its exact decimal string because a JSON
-    reader would turn a number into a binary float and lose digits; floats (real32) stay
-    numbers unless not finite, which JSON cannot carry.
-    """
-    if value is None:
-        return "none", None
-    if isinstance(value, bool):  # never produced by the decoder; keep JSON honest anyway
-        return "int", int(value)
-    if isinstance(value, int):
-        return "int", value
-    if isinstance(value, Decimal):
-        return "decimal", _decimal_text(value)
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return "float", value
-        return "float", "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, datetime):  # before date: datetime is a date subclass
-        return "datetime", value.isoformat()
-    if isinstance(value, date):
-        return "date", value.isoformat()
-    if isinstance(value, time_of_day):  # type J
-        return "time", value.isoformat()
-    if isinstance(value, str):
-        return "string", value
-    if isinstance(value, bytes | bytearray):
-        return "bytes", bytes(value).hex()
-    raise TypeError(f"unexpected record value type {type(value).__name__}")
-
-
-def _decimal_text(d: Decimal) -> str:
-    # plain notation, never "1E+3": consumers parse it with Decimal(), float() or a regex
-    return format(d, "f")
 
 
 def _record_dict(index: int, r: DataRecord) -> dict[str, Any]:
@@ -118,7 +75,7 @@ def _record_dict(index: int, r: DataRecord) -> dict[str, Any]:
 
 def to_dict(t: Telegram) -> dict[str, Any]:
     """The telegram as plain JSON-ready data (schema ``mbuskit.telegram/1``)."""
-    h = _header_view(t)
+    h = header_view(t)
     header: dict[str, Any] | None = None
     if h is not None:
         header = {
@@ -168,58 +125,6 @@ def to_json(t: Telegram, *, indent: int | None = 2) -> str:
 
 
 # ------------------------------------------------------------------------------------------
-# Header access: the one place that knows the Telegram/LongHeader field names
-# ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _HeaderView:
-    kind: str  # "long" (CI 72h/76h), "short" (CI 7Ah) or "fixed" (CI 73h)
-    id_text: str  # libmbus prints the 4 ID bytes as hex digits (BCD), leading zeros dropped
-    id_bcd: bytes  # wire order
-    manufacturer: str
-    manufacturer_raw: bytes  # wire order
-    version: int | None
-    medium: int | None
-    access_number: int
-    status: int
-    signature: int  # EN 13757-3 "signature", OMS "configuration field", wire value LSB first
-
-    @property
-    def secondary_address(self) -> str | None:
-        if self.version is None or self.medium is None:
-            return None
-        return (
-            f"{self.id_bcd[::-1].hex().upper()}{self.manufacturer_raw.hex().upper()}"
-            f"{self.version:02X}{self.medium:02X}"
-        )
-
-
-def _header_view(t: Telegram) -> _HeaderView | None:
-    h = t.header
-    if h is None:
-        return None
-    if isinstance(h, LongHeader):
-        id_raw = h.id_raw or b"\0\0\0\0"
-        code = h.manufacturer_code or 0
-        return _HeaderView("long", _id_hex(id_raw), id_raw, h.manufacturer,
-                           code.to_bytes(2, "little"), h.version, h.medium, h.access_number,
-                           h.status, h.signature)
-    if isinstance(h, FixedHeader):
-        id_raw = h.id_raw or b"\0\0\0\0"
-        return _HeaderView("fixed", _id_hex(id_raw), id_raw, "", b"", None, h.medium,
-                           h.access_number, h.status, 0)
-    return _HeaderView("short", "", b"", "", b"", None, None, h.access_number, h.status,
-                       h.signature)
-
-
-def _id_hex(id_raw: bytes) -> str:
-    # libmbus prints the BCD identification as hex digits ("%llX"): leading zeros dropped, a
-    # non-decimal nibble shown as the letter it is
-    return id_raw[::-1].hex().upper().lstrip("0") or "0"
-
-
-# ------------------------------------------------------------------------------------------
 # Human table, plain text and CSV
 # ------------------------------------------------------------------------------------------
 
@@ -258,7 +163,7 @@ def to_csv(t: Telegram | Iterable[Telegram], *, header: bool = True) -> str:
     if header:
         w.writerow(_CSV_COLUMNS)
     for tg in telegrams:
-        h = _header_view(tg)
+        h = header_view(tg)
         sa = (h.secondary_address if h else None) or ""
         for i, r in enumerate(tg.records):
             vtype, _ = value_to_json(r.value)
@@ -288,7 +193,7 @@ def to_table(t: Telegram) -> Table:
     from rich.table import Table
     from rich.text import Text
 
-    h = _header_view(t)
+    h = header_view(t)
     if t.error_code is not None:
         title = f"application error {t.error_code:#04x}: {_error_text(t.error_code)}"
     elif h is not None and h.kind == "long":
@@ -335,17 +240,3 @@ def to_text(t: Telegram, *, width: int = 120) -> str:
     console = Console(file=buf, width=width, color_system=None, force_terminal=False)
     console.print(to_table(t))
     return buf.getvalue()
-
-
-# ------------------------------------------------------------------------------------------
-# libmbus-compatible XML (in libmbus_xml, with libmbus's wording in libmbus_names)
-# ------------------------------------------------------------------------------------------
-
-
-def to_xml(t: Telegram | Iterable[Telegram], *, normalized: bool = False,
-           received: datetime | None = None) -> str:
-    """libmbus ``mbus_parse_hex`` XML (``normalized=True``: its ``-n`` output); see
-    :func:`mbuskit.libmbus_xml.to_xml`."""
-    from .libmbus_xml import to_xml as libmbus_to_xml
-
-    return libmbus_to_xml(t, normalized=normalized, received=received)

@@ -1,6 +1,6 @@
 """libmbus-compatible XML: ``mbus_parse_hex`` output, raw and ``-n`` normalized.
 
-Reads only the decoded :class:`~mbuskit.telegram.Telegram` and shows what libmbus shows (the
+Reads only the decoded :class:`~mbuskit.codec.telegram.Telegram` and shows what libmbus shows (the
 unscaled number beside a unit *description* in libmbus's wording, ``libmbus_names``); where
 our decoding is right and libmbus is wrong the values differ, as docs/json-schema.md lists.
 """
@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 
+from ..codec.header import FixedHeader
 from ..codec.records import DataRecord, RecordKind
-from ..codec.telegram import FixedHeader, Telegram
-from .document import _header_view, _HeaderView, _id_hex, value_to_json
+from ..codec.telegram import Telegram
 from .libmbus_names import (
     _FIXED_MEDIA_XML,
     _error_text,
@@ -24,6 +24,9 @@ from .libmbus_names import (
     _medium_xml,
     _norm_entry,
 )
+from .views import HeaderView, header_view, id_hex, value_to_json
+
+__all__ = ["to_xml"]
 
 _XML_HEAD = '<?xml version="1.0" encoding="ISO-8859-1"?>\n<MBusData>\n\n'
 _XML_TAIL = "</MBusData>\n"
@@ -64,7 +67,7 @@ _SENSOCO = {0x30: "Sensoco PT100", 0x41: "Sensoco 2-NTC", 0x45: "Sensoco Laser L
             0x80: "Sensoco PulseCounter for E-Meter"}
 
 
-def _product_name(h: _HeaderView) -> str:
+def _product_name(h: HeaderView) -> str:
     man, ver, med = h.manufacturer, h.version or 0, h.medium
     top = h.id_bcd[3] if len(h.id_bcd) == 4 else -1  # most significant ID byte
     if man == "AMT":
@@ -392,12 +395,12 @@ def _norm_fields(r: DataRecord) -> tuple[str, str, str | None]:
     return unit, quantity, _norm_value(r, factor, unit)
 
 
-def _signature(h: _HeaderView) -> str:
+def _signature(h: HeaderView) -> str:
     # libmbus prints the two signature bytes most significant first
     return f"{h.signature >> 8 & 0xFF:02X}{h.signature & 0xFF:02X}"
 
 
-def _header_xml(h: _HeaderView) -> str:
+def _header_xml(h: HeaderView) -> str:
     if h.kind != "long":
         return (
             "    <SlaveInformation>\n"
@@ -448,7 +451,7 @@ def to_xml(t: Telegram | Iterable[Telegram], *, normalized: bool = False,
     fixed = _fixed_xml(first)
     if fixed is not None:
         return fixed
-    h = _header_view(first)
+    h = header_view(first)
     if h is not None:
         parts.append(_header_xml(h))
     stamp = ""
@@ -478,7 +481,7 @@ def _fixed_xml(t: Telegram) -> str | None:
     parts = [
         _XML_HEAD,
         "    <SlaveInformation>\n",
-        f"        <Id>{_id_hex(h.id_raw)}</Id>\n",
+        f"        <Id>{id_hex(h.id_raw)}</Id>\n",
         f"        <Medium>{_FIXED_MEDIA_XML[h.medium]}</Medium>\n",
         f"        <AccessNumber>{h.access_number}</AccessNumber>\n",
         f"        <Status>{h.status:02X}</Status>\n",
@@ -488,7 +491,7 @@ def _fixed_xml(t: Telegram) -> str | None:
         if h.status & 0x80:
             value = str(int.from_bytes(r.data, "little", signed=True))
         else:
-            value = _id_hex(r.data)  # BCD counter printed as its hex digits, like the ID
+            value = id_hex(r.data)  # BCD counter printed as its hex digits, like the ID
         parts.append(
             f'    <DataRecord id="{i}">\n'
             f"        <Function>{func}</Function>\n"

@@ -28,8 +28,11 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ..codec import values
+from ..codec.records import DataRecord, RecordKind
 from ..codec.security import decrypt_cbc, encrypt_cbc, mode5_iv
 from ..errors import DecodeError, EncodeError, SecurityError
+from .kamstrup_codec import bcd_digits, command_records, decode_type_f, encode_type_f
 from .kamstrup_registers import (
     ADDITIONAL,
     DATA_FIELD_SELECTION,
@@ -38,15 +41,8 @@ from .kamstrup_registers import (
     REGISTERS,
     STANDARD,
     Context,
-    RawRecord,
     Register,
-    decode_bcd,
-    decode_type_f,
-    encode_bcd,
-    encode_int,
     encode_register,
-    encode_type_f,
-    parse_records,
     selection_matches,
 )
 from .machine import (
@@ -105,6 +101,7 @@ class BreakerCommand(enum.IntEnum):
 
 
 # -- command encoders (what a master sends in SND_UD CI 51h) ------------------------------------
+# Each checks its range first, so the codec's encoders never meet a value beyond its field.
 
 def cmd_set_primary_address(address: int) -> bytes:
     if not 0 <= address <= 250:
@@ -115,7 +112,7 @@ def cmd_set_primary_address(address: int) -> bytes:
 def cmd_set_meter_number(number: int) -> bytes:
     if not 0 <= number <= 99_999_999:
         raise EncodeError(f"meter number must have 8 digits, got {number}")
-    return H_METER_NUMBER + encode_bcd(number, 4)
+    return H_METER_NUMBER + values.encode_bcd(number, 4)
 
 
 def cmd_set_date_time(when: datetime) -> bytes:
@@ -126,7 +123,7 @@ def cmd_adjust_clock(seconds: int) -> bytes:
     if not -(2**31) < seconds < 2**31:
         raise EncodeError(f"clock offset {seconds} s does not fit 32 bits")
     head = H_CLOCK_ADD if seconds >= 0 else H_CLOCK_SUBTRACT
-    return head + encode_int(abs(seconds), 4)
+    return head + values.encode_int(abs(seconds), 4, signed=True)
 
 
 def cmd_breaker(action: BreakerCommand) -> bytes:
@@ -147,7 +144,7 @@ def cmd_debiting_stop() -> bytes:
 def cmd_set_ct_ratio(ratio: int) -> bytes:
     if not 1 <= ratio <= 9999:
         raise EncodeError(f"transformer ratio must be 1-9999, got {ratio}")
-    return H_CT_RATIO + encode_int(ratio, 2)
+    return H_CT_RATIO + values.encode_int(ratio, 2, signed=True)
 
 
 def cmd_lock_ct_ratio() -> bytes:
@@ -168,7 +165,7 @@ def cmd_prepayment_top_up(kwh: Decimal | int | str) -> bytes:
     if not amount.is_finite() or amount <= 0 or steps != steps.to_integral_value() or (
             steps >= 2**31):
         raise EncodeError(f"top-up must be a positive multiple of 0.01 kWh, got {kwh}")
-    return H_TOP_UP + encode_int(int(steps), 4)
+    return H_TOP_UP + values.encode_int(int(steps), 4, signed=True)
 
 
 def cmd_readout_selection(names: Iterable[str]) -> bytes:
@@ -216,6 +213,8 @@ class _Readout:
 
 _STANDARD = _Readout("standard", STANDARD)
 _ALL = _Readout("all", STANDARD + ADDITIONAL)
+# records that choose the next read-out rather than command the meter
+_SELECTING = (RecordKind.GLOBAL_READOUT, RecordKind.SELECTION)
 
 
 class KamstrupModule:
@@ -359,13 +358,12 @@ class KamstrupModule:
 
     def _records(self, data: bytes, now: float, *, authenticated: bool) -> CommandResult:
         try:
-            records = parse_records(data)
+            records = command_records(data)
         except DecodeError as exc:
             return refused(str(exc), _parse_error_code(exc))
         if not records:
             return refused("SND_UD without records")
-        selections = [r for r in records if r.dif == DIF_GLOBAL_READOUT
-                      or (r.dif & 0x0F) == DATA_FIELD_SELECTION]
+        selections = [r for r in records if r.kind in _SELECTING]
         if selections:
             if len(selections) != len(records):
                 return refused("readout selection mixed with commands")
@@ -382,8 +380,8 @@ class KamstrupModule:
         except DecodeError as exc:
             return refused(str(exc))
 
-    def _select(self, records: list[RawRecord]) -> CommandResult:
-        if any(r.dif == DIF_GLOBAL_READOUT for r in records):
+    def _select(self, records: list[DataRecord]) -> CommandResult:
+        if any(r.kind is RecordKind.GLOBAL_READOUT for r in records):
             self._readout = _ALL
             return ACCEPTED
         chosen: list[Register] = []
@@ -395,14 +393,14 @@ class KamstrupModule:
         self._readout = _Readout("selection", tuple(chosen))
         return ACCEPTED
 
-    def _execute(self, rec: RawRecord, now: float) -> CommandResult:
+    def _execute(self, rec: DataRecord, now: float) -> CommandResult:
         head, data, meter = rec.header, rec.data, self.meter
         if head == H_PRIMARY_ADDRESS:
             if data[0] > 250:
                 return refused(f"primary address {data[0]} outside 0-250")
             return CommandResult(True, primary_address=data[0])
         if head == H_METER_NUMBER:
-            self.meter_number = decode_bcd(data)
+            self.meter_number = bcd_digits(rec)
         elif head == H_DATE_TIME:
             meter.set_clock(decode_type_f(data), now)
         elif head in (H_CLOCK_ADD, H_CLOCK_SUBTRACT):
@@ -489,12 +487,14 @@ def _split(records: list[bytes], budget: int) -> list[bytes]:
 
 
 def _parse_error_code(exc: DecodeError) -> int:
+    # the CI 70h code for a command that cannot be read (the reasons of decode_records and
+    # kamstrup_codec.command_records); any other reason is unspecified
     text = exc.reason
-    if "DIFE" in text and "more than" in text:
+    if text.startswith("more than 10 DIFEs"):
         return APP_ERROR_TOO_MANY_DIFE
-    if "VIFE" in text and "more than" in text:
+    if text.startswith("more than 10 VIFEs"):
         return APP_ERROR_TOO_MANY_VIFE
-    if "truncated" in text or "ends" in text:
+    if text.startswith("premature end"):
         return APP_ERROR_PREMATURE_END
     return APP_ERROR_UNSPECIFIED
 

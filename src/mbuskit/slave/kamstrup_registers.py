@@ -8,8 +8,9 @@ VIFE 3Ch, the FBh reactive and FDh voltage/current tables, phase and quadrant by
 Manufacturer records (VIF FFh + one code byte) only carry what the standard cannot say:
 power factor, transformer ratio and its lock, active tariff and a few Kamstrup counters.
 
-Also here: the small strict parser of master-to-slave records (the module reads commands
-and readout selections with it) and the selection-for-readout matching rule.
+Values are written by :mod:`mbuskit.slave.kamstrup_codec` (the codec's value codecs, with the
+twin's rollover and date rules). Also here: the selection-for-readout matching rule, on the
+codec's reading of a selection record and of each register's header.
 """
 
 from __future__ import annotations
@@ -19,19 +20,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from ..errors import DecodeError, EncodeError
+from ..codec.records import DataRecord, decode_records
+from ..codec.vif import (
+    COMBINABLE,
+    EXT_FB,
+    EXT_FD,
+    PRIMARY,
+    VIF_ANY,
+    VIF_EXT_FB,
+    VIF_EXT_FD,
+    VIF_MANUFACTURER,
+    VIFE_EXT_FC,
+    VifEntry,
+)
+from .kamstrup_codec import encode_bcd, encode_int, encode_text, encode_type_f
 from .meter import BreakerState, DisconnectReason, MeterSnapshot
 
 Telegram = Literal["standard", "additional"]
 Coding = Literal["int", "bcd", "date", "ascii"]
 RawValue = int | datetime | str | None
 
-# DIF data field -> value length (EN 13757-3 table 4); 0Dh (LVAR) and 0Fh are handled apart
-_DATA_LENGTH = {0x0: 0, 0x1: 1, 0x2: 2, 0x3: 3, 0x4: 4, 0x5: 4, 0x6: 6, 0x7: 8, 0x8: 0,
-                0x9: 1, 0xA: 2, 0xB: 3, 0xC: 4, 0xE: 6}
-DIF_FILLER = 0x2F
-DIF_MANUFACTURER = 0x0F
-DIF_MORE_FOLLOWS = 0x1F
 DIF_GLOBAL_READOUT = 0x7F
 DATA_FIELD_SELECTION = 0x8
 
@@ -68,63 +76,7 @@ class Register:
         return self.header[0]
 
 
-# -- value codecs ---------------------------------------------------------------------------
-
-def encode_int(value: int, size: int) -> bytes:
-    """Signed integer type B, LSB first; a register beyond the field rolls over like the
-    meter's display does rather than stopping the read-out."""
-    return (value % (1 << (8 * size))).to_bytes(size, "little")
-
-
-def encode_bcd(value: int, size: int) -> bytes:
-    digits = 2 * size
-    text = f"{value % 10**digits:0{digits}d}"
-    return bytes(int(text[i : i + 2], 16) for i in range(digits - 2, -2, -2))
-
-
-def decode_bcd(data: bytes) -> int:
-    """Packed BCD, LSB first; a nibble above 9 is an error, not a number."""
-    value = 0
-    for byte in reversed(data):
-        hi, lo = byte >> 4, byte & 0x0F
-        if hi > 9 or lo > 9:
-            raise DecodeError(f"{data.hex()} is not packed BCD")
-        value = value * 100 + hi * 10 + lo
-    return value
-
-
-def encode_type_f(when: datetime | None) -> bytes:
-    """Date and time type F (EN 13757-3 annex A, CP32). None is sent with the IV bit set."""
-    if when is None:
-        return b"\x80\x00\x00\x00"
-    if not 1900 <= when.year <= 2099:
-        raise EncodeError(f"type F covers 1900-2099, not {when.year}")
-    hy, y = divmod(when.year - 1900, 100)
-    return bytes((
-        when.minute & 0x3F,
-        (when.hour & 0x1F) | (hy << 5),
-        (when.day & 0x1F) | ((y & 0x07) << 5),
-        (when.month & 0x0F) | ((y >> 3) << 4),
-    ))
-
-
-def decode_type_f(data: bytes) -> datetime:
-    """Type F to a naive datetime; an invalid (IV) or impossible date is an error."""
-    if len(data) != 4:
-        raise DecodeError(f"type F is 4 bytes, got {len(data)}")
-    if data[0] & 0x80:
-        raise DecodeError("date/time marked invalid (IV bit)")
-    minute = data[0] & 0x3F
-    hour = data[1] & 0x1F
-    hy = (data[1] >> 5) & 0x03
-    day = data[2] & 0x1F
-    year = 1900 + 100 * hy + ((data[2] >> 5) | ((data[3] >> 4) << 3))
-    month = data[3] & 0x0F
-    try:
-        return datetime(year, month, day, hour, minute)
-    except ValueError as exc:
-        raise DecodeError(f"type F {data.hex()} is no date: {exc}") from exc
-
+# -- values -------------------------------------------------------------------------------
 
 def utc(seconds: float | None) -> datetime | None:
     """The meter clock (unix seconds) as the naive date/time a type F field carries."""
@@ -134,16 +86,13 @@ def utc(seconds: float | None) -> datetime | None:
 
 
 def encode_value(register: Register, value: RawValue) -> bytes:
-    field = register.dif & 0x0F
     if register.coding == "ascii":
-        text = str(value).encode("ascii", "replace")[:0xBF]
-        # EN 13757-3 6.3.3: LVAR 00h-BFh = that many ASCII characters, last character first
-        return bytes((len(text),)) + text[::-1]
+        return encode_text(str(value))
     if register.coding == "date":
         assert value is None or isinstance(value, datetime)
         return encode_type_f(value)
     assert isinstance(value, int)
-    size = _DATA_LENGTH[field]
+    size = _VALUE_SIZE[register.name]
     if register.coding == "bcd":
         return encode_bcd(value, size)
     return encode_int(value, size)
@@ -348,152 +297,92 @@ STANDARD: tuple[Register, ...] = tuple(x for x in REGISTERS if x.telegram == "st
 ADDITIONAL: tuple[Register, ...] = tuple(x for x in REGISTERS if x.telegram == "additional")
 
 
-# -- master-to-slave records ------------------------------------------------------------------
+# -- the registers as the codec reads them ----------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class RawRecord:
-    """One record as a device reads it: header split into DIB and VIB, value bytes apart."""
-
-    dib: bytes  # DIF + DIFEs
-    vib: bytes  # VIF + VIFEs (empty for special DIFs)
-    data: bytes
-    offset: int
-
-    @property
-    def dif(self) -> int:
-        return self.dib[0]
-
-    @property
-    def header(self) -> bytes:
-        return self.dib + self.vib
+def _as_read(header: bytes) -> DataRecord:
+    """The record a register header starts, as the codec decodes it (value bytes zero; 8 is
+    the longest fixed-length value): its DIB and VIB fields and the length of its value."""
+    return decode_records(header + bytes(8), strict=False)[0]
 
 
-def parse_records(buf: bytes) -> list[RawRecord]:
-    """Split application data into records; idle fillers (2Fh) are skipped.
-
-    Strict: a truncated record, an LVAR or manufacturer block (no command uses one) and more
-    than 10 DIFEs/VIFEs are errors that name the offset.
-    """
-    out: list[RawRecord] = []
-    pos = 0
-    while pos < len(buf):
-        start = pos
-        dif = buf[pos]
-        if dif == DIF_FILLER:
-            pos += 1
-            continue
-        if dif == DIF_GLOBAL_READOUT:
-            out.append(RawRecord(bytes((dif,)), b"", b"", start))
-            pos += 1
-            continue
-        if dif & 0x0F in (0x0D, 0x0F):  # LVAR, manufacturer data, reserved specials
-            raise DecodeError(f"DIF {dif:02X} is not accepted in a command", offset=pos)
-        pos = _extension_end(buf, pos, "DIFE")
-        dib = buf[start:pos]
-        vstart = pos
-        if pos >= len(buf):
-            raise DecodeError("record ends before its VIF", offset=pos, expected="VIF")
-        pos = _extension_end(buf, pos, "VIFE")
-        # after VIFE FCh (combinable extension) the next byte is its code, chained by bit 7
-        vib = buf[vstart:pos]
-        size = _DATA_LENGTH[dif & 0x0F]
-        if pos + size > len(buf):
-            raise DecodeError("record value truncated", offset=len(buf),
-                              expected=f"{size} value bytes")
-        out.append(RawRecord(bytes(dib), bytes(vib), bytes(buf[pos : pos + size]), start))
-        pos += size
-    return out
-
-
-def _extension_end(buf: bytes, pos: int, what: str) -> int:
-    count = 0
-    while buf[pos] & 0x80:
-        pos += 1
-        count += 1
-        if count > 10:
-            raise DecodeError(f"more than 10 {what}s", offset=pos)
-        if pos >= len(buf):
-            raise DecodeError(f"record ends inside its {what}s", offset=pos, expected=what)
-    return pos + 1
+_READ: dict[str, DataRecord] = {reg.name: _as_read(reg.header) for reg in REGISTERS}
+# value bytes of each register, from its DIF's data field (EN 13757-3 table 4)
+_VALUE_SIZE: dict[str, int] = {name: len(rec.data) for name, rec in _READ.items()}
 
 
 # -- readout selection ------------------------------------------------------------------------
 
-# ranges whose low bits are the decimal exponent (EN 13757-3 tables 10, 12, 14)
-_PRIMARY_SCALE = ((0x00, 0x1F, 0x07), (0x20, 0x27, 0x03), (0x28, 0x57, 0x07),
-                  (0x58, 0x6B, 0x03), (0x70, 0x77, 0x03))
-_FB_SCALE = ((0x00, 0x05, 0x01), (0x14, 0x17, 0x03), (0x2C, 0x2F, 0x03), (0x34, 0x37, 0x03),
-             (0x78, 0x7F, 0x07))
-_FD_SCALE = ((0x00, 0x07, 0x03), (0x40, 0x5F, 0x0F))
+_DURATION_UNITS = frozenset(("s", "min", "h", "d"))
 
 
-def _unscaled(code: int, table: tuple[tuple[int, int, int], ...]) -> int:
-    for low, high, mask in table:
-        if low <= code <= high:
-            return code & ~mask
-    return code
+def _scale_free(entry: VifEntry | None, code: int) -> tuple[str, ...] | int:
+    """What a VIF code names, whatever its resolution: the codec's quantity and unit (the
+    decimal exponent dropped), the quantity alone for a duration (its s/min/h/d code is its
+    resolution), the code itself when the standard reserves it."""
+    if entry is None:
+        return code
+    if entry.unit in _DURATION_UNITS:
+        return (entry.quantity,)
+    return (entry.quantity, entry.unit)
 
 
-def dib_key(dib: bytes) -> tuple[int, int, int, int]:
-    """(function, storage, tariff, subunit) of a DIB (EN 13757-3 6.3)."""
-    dif = dib[0]
-    function = (dif >> 4) & 0x03
-    storage = (dif >> 6) & 0x01
-    tariff = subunit = 0
-    for n, dife in enumerate(dib[1:]):
-        storage |= (dife & 0x0F) << (1 + 4 * n)
-        tariff |= ((dife >> 4) & 0x03) << (2 * n)
-        subunit |= ((dife >> 6) & 0x01) << n
-    return function, storage, tariff, subunit
+def _scales_only(code: int) -> bool:
+    # a multiplicative correction (VIFE 70h-77h, 7Dh): changes the resolution, not the register
+    entry = COMBINABLE[code]
+    return entry is not None and not entry.qualifier and entry.offset is None
 
 
-def vib_key(vib: bytes) -> tuple[int, ...]:
-    """The quantity a VIB names, with the decimal exponent and multiplicative-correction
-    VIFEs removed: a selection asks for a register, not for a resolution."""
-    codes = [b & 0x7F for b in vib]
-    if not codes:
-        return ()
-    head: list[int] = []
-    rest = codes[1:]
-    if codes[0] == 0x7B and rest:
-        head = [0x7B, _unscaled(rest[0], _FB_SCALE)]
-        rest = rest[1:]
-    elif codes[0] == 0x7D and rest:
-        head = [0x7D, _unscaled(rest[0], _FD_SCALE)]
-        rest = rest[1:]
-    elif codes[0] == 0x7F:
-        return tuple(codes)
+def vib_key(record: DataRecord) -> tuple[object, ...]:
+    """The quantity a record's VIB names, with its decimal exponent and multiplicative-
+    correction VIFEs removed: a selection asks for a register, not for a resolution.
+
+    Read from the codec's VIF tables. Every other VIFE counts with its code, 7Ch (FCh) with
+    the code after it; a manufacturer VIF (7Fh/FFh) counts with all its VIFEs as they are.
+    """
+    assert record.vif is not None
+    vif = record.vif & 0x7F
+    codes = [c & 0x7F for c in record.vife]
+    if vif == VIF_MANUFACTURER:
+        return (vif, *codes)
+    if vif in (VIF_EXT_FB, VIF_EXT_FD) and codes:
+        table = EXT_FB if vif == VIF_EXT_FB else EXT_FD
+        head: tuple[object, ...] = (vif, _scale_free(table[codes[0]], codes[0]))
+        rest = codes[1:]
     else:
-        head = [_unscaled(codes[0], _PRIMARY_SCALE)]
+        head = (_scale_free(PRIMARY[vif], vif),)
+        rest = codes
     tail: list[int] = []
     i = 0
     while i < len(rest):
         code = rest[i]
-        if code == 0x7C and i + 1 < len(rest):  # FCh + its code
-            tail += [0x7C, rest[i + 1]]
+        if code == VIFE_EXT_FC and i + 1 < len(rest):  # FCh + its code
+            tail += [code, rest[i + 1]]
             i += 2
             continue
-        if not (0x70 <= code <= 0x77 or code == 0x7D):
+        if not _scales_only(code):
             tail.append(code)
         i += 1
     return (*head, *tail)
 
 
-VIF_ANY = 0x7E
+def dib_key(record: DataRecord) -> tuple[int, int, int, int]:
+    """(function, storage, tariff, subunit) of a record's DIB (EN 13757-3 6.3)."""
+    return int(record.function), record.storage, record.tariff, record.subunit
 
 
-def selection_matches(selection: RawRecord, register: Register) -> bool:
-    dib, vib = _split_header(register.header)
-    if dib_key(selection.dib) != dib_key(dib):
+_KEYS: dict[str, tuple[tuple[int, int, int, int], tuple[object, ...]]] = {
+    name: (dib_key(rec), vib_key(rec)) for name, rec in _READ.items()}
+
+
+def selection_matches(selection: DataRecord, register: Register) -> bool:
+    """Whether a selection-for-readout record (decoded by the codec) names ``register``:
+    the same DIB meaning, and the same VIB meaning or VIF 7Eh ("any VIF")."""
+    dib, vib = _KEYS[register.name]
+    if dib_key(selection) != dib:
         return False
-    if selection.vib and selection.vib[0] & 0x7F == VIF_ANY:
+    if selection.vif is not None and selection.vif & 0x7F == VIF_ANY:
         return True
-    return vib_key(selection.vib) == vib_key(vib)
-
-
-def _split_header(header: bytes) -> tuple[bytes, bytes]:
-    pos = _extension_end(header, 0, "DIFE")
-    return header[:pos], header[pos:]
+    return vib_key(selection) == vib
 
 
 __all__ = [
@@ -502,15 +391,9 @@ __all__ = [
     "REGISTER_BY_NAME",
     "STANDARD",
     "Context",
-    "RawRecord",
     "Register",
-    "decode_bcd",
-    "decode_type_f",
-    "encode_bcd",
-    "encode_int",
+    "dib_key",
     "encode_register",
-    "encode_type_f",
-    "parse_records",
     "selection_matches",
     "vib_key",
 ]

@@ -1,7 +1,7 @@
 """The generic M-Bus slave: addressing, selection, FCB, baud switching (EN 13757-2 / -3).
 
 Sans-I/O: :meth:`Slave.handle` takes one frame that arrived at the slave's baud rate (already
-checked by :class:`~mbuskit.link.FrameReader`) and the current time, and returns the bytes the
+checked by :class:`~mbuskit.codec.link.FrameReader`) and the current time, and returns the bytes the
 slave puts on the bus, or None for silence. What the data *is* belongs to a :class:`Device`;
 this module only knows the link and network layer rules.
 
@@ -39,6 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..codec.header import SecondaryAddress, manufacturer_code
 from ..codec.link import (
     ADDRESS_BROADCAST,
     ADDRESS_MAX_PRIMARY,
@@ -52,7 +53,7 @@ from ..codec.link import (
     control,
     decode_frame,
 )
-from ..codec.telegram import SecondaryAddress, decode_selection, manufacturer_code
+from ..codec.selection import decode_selection
 from ..errors import EncodeError, MBusError
 
 # CI codes the slave itself interprets (EN 13757-3 table 2 and the older Usergroup table)

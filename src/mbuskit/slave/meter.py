@@ -13,7 +13,8 @@ phase (Q1: P>=0 Q>0, Q2: P<0 Q>0, Q3: P<0 Q<0, Q4: P>=0 Q<0).
 Vocabulary (Kamstrup's): the *integration period* (default 15 min) is the window over which
 power is averaged for max demand; the *debiting period* (billing period) ends with a debiting
 stop, which adds the max values to the accumulated max values, clears them and counts the
-period. The breaker behaviour follows TD 5512-1040 section 6.
+period. The breaker behaviour follows TD 5512-1040 section 6. What a saved state keeps, and
+its checks, are in :mod:`mbuskit.slave.meter_state`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .meter_profile import ProfileSampler, Sample
+from .meter_state import meter_state, parse_state, restore_registers
 from .meter_types import (
     CLOCK_MAX_MS,
     CLOCK_MIN_MS,
@@ -31,7 +33,6 @@ from .meter_types import (
     MAX_PULSE_HZ,
     MJ_PER_WH,
     PREPAYMENT_MAX_KWH,
-    STATE_FORMAT,
     BreakerState,
     CommandRefused,
     DisconnectReason,
@@ -63,25 +64,6 @@ def _pf(p: int, q: int) -> int:
 
 
 _ZERO_TRI: Tri = (0, 0, 0)
-# integer register names kept in the state (mJ on the primary side unless noted)
-_SCALARS = (
-    "t", "clock_offset_ms", "a_plus", "a_minus", "r_plus", "r_minus",
-    "res_a_plus", "res_a_minus", "win_end", "win_ap", "win_am", "win_qp", "win_qm",
-    "max_p_plus", "max_p_minus", "max_q_plus", "max_q_minus",
-    "acc_p_plus", "acc_p_minus", "acc_q_plus", "acc_q_minus", "debiting_periods",
-    "threshold_count", "op_ms", "rtc", "special_1", "special_2", "credit",
-    "pulse_count", "pulses_rejected", "ct_ratio", "debit_month",
-    "sec_a_plus", "sec_a_minus", "sec_r_plus", "sec_r_minus",  # uJ at the CT secondary
-)  # fmt: skip
-_OPTIONALS = (
-    "max_p_plus_at", "max_p_minus_at", "max_q_plus_at", "max_q_minus_at",
-    "auto_at", "tariff_override", "last_pulse",
-)  # fmt: skip
-_QUADS = (
-    "rq", "t_a_plus", "t_a_minus", "t_r_plus", "t_r_minus",
-    "max_tp_plus", "max_tp_minus",
-)  # fmt: skip
-_OPT_QUADS = ("max_tp_plus_at", "max_tp_minus_at")
 
 
 class Meter:
@@ -660,57 +642,13 @@ class Meter:
 
     def to_state(self) -> dict[str, Any]:
         """JSON-safe (ints, strings, bools, None, lists); from_state(to_state()) is exact."""
-        regs: dict[str, Any] = {name: getattr(self, name) for name in _SCALARS + _OPTIONALS}
-        for name in _QUADS + _OPT_QUADS:
-            regs[name] = list(getattr(self, name))
-        regs["ct_locked"] = self.ct_locked
-        regs["tariff_input"] = self.tariff_input
-        regs["breaker"] = self.breaker.value
-        regs["reason"] = self.reason.value
-        return {"format": STATE_FORMAT, "config": self.config.to_dict(), "registers": regs}
+        return meter_state(self)
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Meter:
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise MeterStateError(f"not a meter state of format {STATE_FORMAT}")
-        config_data, regs = state.get("config"), state.get("registers")
-        if not isinstance(config_data, dict) or not isinstance(regs, dict):
-            raise MeterStateError("meter state needs 'config' and 'registers' objects")
-        try:
-            config = MeterConfig.from_dict(config_data)
-        except MeterConfigError as exc:
-            raise MeterStateError(f"saved config is invalid: {exc}") from exc
+        config, regs = parse_state(state)
         meter = cls(config, 0.0)
-        try:
-            for name in _SCALARS:
-                if name == "debit_month" and name not in regs:
-                    continue  # states saved before monthly debiting existed
-                setattr(meter, name, _int(regs[name], name))
-            if "debit_month" not in regs:
-                meter.debit_month = meter._month_index()
-            for name in _OPTIONALS:
-                value = regs[name]
-                setattr(meter, name, None if value is None else _int(value, name))
-            for name in _QUADS:
-                setattr(meter, name, [_int(v, name) for v in _list4(regs[name], name)])
-            for name in _OPT_QUADS:
-                setattr(
-                    meter,
-                    name,
-                    [None if v is None else _int(v, name) for v in _list4(regs[name], name)],
-                )
-            meter.ct_locked = _bool(regs["ct_locked"], "ct_locked")
-            meter.tariff_input = _bool(regs["tariff_input"], "tariff_input")
-            meter.breaker = BreakerState(regs["breaker"])
-            meter.reason = DisconnectReason(regs["reason"])
-        except KeyError as exc:
-            raise MeterStateError(f"meter state lacks register {exc.args[0]!r}") from exc
-        except ValueError as exc:
-            if isinstance(exc, MeterStateError):
-                raise
-            raise MeterStateError(f"bad value in meter state: {exc}") from exc
-        if meter.tariff_override not in (None, 1, 2, 3, 4):
-            raise MeterStateError("tariff_override must be 1..4 or null")
+        restore_registers(meter, regs, meter._month_index)
         meter._sample_k = None
         meter._ensure_sample()
         return meter
@@ -722,24 +660,6 @@ def _quad(xs: list[int]) -> Quad:
 
 def _opt_quad(xs: list[int | None]) -> tuple[int | None, int | None, int | None, int | None]:
     return (xs[0], xs[1], xs[2], xs[3])
-
-
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise MeterStateError(f"register {name!r} must be an integer, got {value!r}")
-    return value
-
-
-def _bool(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise MeterStateError(f"{name!r} must be true or false, got {value!r}")
-    return value
-
-
-def _list4(value: Any, name: str) -> list[Any]:
-    if not isinstance(value, list) or len(value) != 4:
-        raise MeterStateError(f"register {name!r} must be a list of 4")
-    return value
 
 
 __all__ = [

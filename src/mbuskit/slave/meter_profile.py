@@ -3,7 +3,7 @@
 Pure and deterministic: a sample is a function of (seed, phase, sample index, time of day) only,
 so a meter advanced in one step or in a thousand lands on the same registers. The noise comes
 from splitmix64 over (seed, stream, index) rather than the ``random`` module, which the protocol
-core may not import (DESIGN.md section 2).
+core may not import (docs/architecture.md section 2).
 """
 
 from __future__ import annotations

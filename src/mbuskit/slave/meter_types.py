@@ -1,6 +1,6 @@
-"""Configuration, read-out and error types of the electricity meter model (devices.meter).
+"""Configuration, read-out and error types of the electricity meter model (slave.meter).
 
-Kept apart from the model (one concept per module). Import them from devices.meter, which
+Kept apart from the model (one concept per module). Import them from slave.meter, which
 re-exports the public ones; the names are stable because the Kamstrup module maps them to
 M-Bus records.
 """

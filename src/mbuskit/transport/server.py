@@ -6,7 +6,7 @@ the master port of that bus) or over a serial line (:func:`serve_serial`, a real
 pseudo-terminal created here whose path is printed, for serial masters; see
 :class:`SerialServer` for the one kind of master a pty cannot serve).
 
-Bytes in go through a :class:`~mbuskit.link.FrameReader` per connection (a bad frame is
+Bytes in go through a :class:`~mbuskit.codec.link.FrameReader` per connection (a bad frame is
 silence, as on a real bus), whole frames go to the slaves, the combined answer goes back. In
 ``realtime`` mode the gateway waits as the wire would (EN 13757-2 timing: the request's bytes
 at the baud rate, the slave's answer delay, then the answer paced byte by byte); otherwise it

@@ -32,7 +32,7 @@ from ..errors import LocalError, TransportError
 
 
 class ReplyLike(Protocol):
-    """What :meth:`SlaveLike.handle` returns (``mbuskit.slave.Reply``)."""
+    """What :meth:`SlaveLike.handle` returns (``mbuskit.slave.machine.Reply``)."""
 
     @property
     def data(self) -> bytes: ...
@@ -48,7 +48,7 @@ class _Timed(Protocol):
 
 
 class SlaveLike(Protocol):
-    """The part of ``mbuskit.slave.Slave`` the bus uses."""
+    """The part of ``mbuskit.slave.machine.Slave`` the bus uses."""
 
     @property
     def baud(self) -> int: ...

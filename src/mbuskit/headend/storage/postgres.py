@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from ..model import Poll, Reading
-from .sqlite import (
+from .base import (
     LATEST_ALL_SQL,
     MeterRow,
     StorageError,

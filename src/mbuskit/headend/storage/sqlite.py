@@ -1,64 +1,29 @@
-"""Reading storage: the interface, and SQLite (the default).
+"""Reading storage in SQLite (the default back-end; the interface is in ``base``).
 
-Each poll is committed in one transaction; a reading is unique by (meter, register, slot, seq)
-(seq 0 = the slot's scheduled poll, see ``Poll.seq``), so a
-poll repeated after a crash (killed before its commit) or after downtime writes no duplicate.
-Methods are blocking; the head-end calls them from a worker thread.
+One file, in WAL mode, serialised by a lock: the poller writes from its worker thread while the
+HTTP API reads.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from ...errors import MBusError
-from ..model import Identity, Poll, Reading
-
-
-class StorageError(MBusError):
-    """The database refused or lost the connection; the poll was not committed."""
-
-
-@dataclass(frozen=True, slots=True)
-class MeterRow:
-    name: str
-    bus: str
-    address: str
-    identity: Identity
-    last_slot: int | None
-    last_read: float | None
-
-
-class Storage(Protocol):
-    def init(self) -> None: ...
-
-    def register_meter(self, name: str, bus: str, address: str) -> None: ...
-
-    def store(self, poll: Poll) -> int:
-        """Commit one poll; returns how many readings were new."""
-        ...
-
-    def last_slots(self) -> dict[str, int]: ...
-
-    def meters(self) -> list[MeterRow]: ...
-
-    def latest(self, meter: str) -> list[Reading]: ...
-
-    def latest_all(self) -> dict[str, list[Reading]]: ...
-
-    def history(self, meter: str, *, register: str | None = None, since: float | None = None,
-                until: float | None = None, limit: int = 10000) -> list[Reading]: ...
-
-    def count(self) -> int: ...
-
-    def close(self) -> None: ...
-
+from ..model import Poll, Reading
+from .base import (
+    LATEST_ALL_SQL,
+    MeterRow,
+    StorageError,
+    group_latest,
+    history_query,
+    identity_json,
+    identity_parse,
+    newest,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meters (
@@ -83,61 +48,6 @@ CREATE TABLE IF NOT EXISTS readings (
 CREATE INDEX IF NOT EXISTS readings_by_time ON readings (meter, read_time);
 CREATE INDEX IF NOT EXISTS readings_by_slot ON readings (meter, slot);
 """
-
-
-def newest(readings: Iterable[Reading]) -> list[Reading]:
-    """The newest reading of each register (a slot may hold a triggered read too)."""
-    out: dict[str, Reading] = {}
-    for r in readings:
-        if r.register not in out or r.read_time >= out[r.register].read_time:
-            out[r.register] = r
-    return [out[k] for k in sorted(out)]
-
-
-def identity_json(identity: Identity) -> str:
-    return json.dumps(identity.as_dict(), sort_keys=True)
-
-
-def identity_parse(text: str | None) -> Identity:
-    try:
-        d: dict[str, Any] = json.loads(text or "{}")
-    except ValueError:
-        d = {}
-    return Identity(**{k: d.get(k) for k in Identity.__slots__})
-
-
-LATEST_ALL_SQL = (
-    "SELECT r.meter, r.register, r.value, r.unit, r.meter_time, r.read_time"
-    " FROM meters m JOIN readings r ON r.meter = m.name AND r.slot = m.last_slot"
-    " ORDER BY r.meter, r.register, r.read_time")
-
-
-def group_latest(rows: Iterable[Sequence[Any]]) -> dict[str, list[Reading]]:
-    """Rows of LATEST_ALL_SQL -> each meter's newest value per register."""
-    by_meter: dict[str, list[Reading]] = {}
-    for row in rows:
-        by_meter.setdefault(row[0], []).append(Reading(*row))
-    return {m: newest(rs) for m, rs in by_meter.items()}
-
-
-def history_query(meter: str, *, register: str | None, since: float | None, until: float | None,
-                  limit: int, mark: str) -> tuple[str, list[Any]]:
-    """The history query for either database; ``mark`` is its parameter placeholder.
-
-    Selects the newest ``limit`` rows and returns them oldest first.
-    """
-    sql = ("SELECT meter, register, value, unit, meter_time, read_time FROM readings"
-           f" WHERE meter = {mark}")
-    args: list[Any] = [meter]
-    for clause, value in (("register =", register), ("read_time >=", since),
-                          ("read_time <", until)):
-        if value is not None:
-            sql += f" AND {clause} {mark}"
-            args.append(value)
-    sql = (f"SELECT * FROM ({sql} ORDER BY read_time DESC, register LIMIT {mark}) AS h"
-           " ORDER BY read_time, register")
-    args.append(limit)
-    return sql, args
 
 
 class SqliteStorage:
@@ -247,15 +157,4 @@ class SqliteStorage:
             self._db.close()
 
 
-def open_storage(url: str, *, worker: str = "headend") -> Storage:
-    """Storage for a URL: sqlite:///path (default) or postgresql://... (storage_pg)."""
-    if url.startswith("sqlite:///"):
-        return SqliteStorage(url[len("sqlite:///"):] or ":memory:")
-    if url.startswith(("postgresql://", "postgres://")):
-        from .postgres import PostgresStorage
-
-        return PostgresStorage(url, worker=worker)
-    raise StorageError(f"unsupported storage URL {url!r} (sqlite:///path or postgresql://...)")
-
-
-__all__ = ["MeterRow", "SqliteStorage", "Storage", "StorageError", "open_storage"]
+__all__ = ["SqliteStorage"]
