@@ -8,8 +8,8 @@ read-out that tells one meter from several, with the state the walk and the prob
 * Read-out (REQ_UD2 to 253, FCB set as after a selection, EN 13757-2 5.4): FOUND once a clean
   RSP_UD names an address under the mask and, where the mask was not exact, a selection of that
   address (enhanced, with the fabrication number it carries) confirms it is no wired AND of
-  several meters; COLLISION
-  otherwise, with the AND of the collided answers' digits when they lined up (``scan_hints``).
+  several meters; COLLISION otherwise, with the AND of the collided answers' digits when they
+  lined up (``scan_hints``).
   A damaged answer that one flipped bit makes whole is checked by selecting the meter it names.
 * Short reads: before the read-out, the readout selection of the fabrication number (SND_UD CI
   51h, record ``08 78``, EN 13757-3 6.3.4); after it, the application reset (CI 50h, EN
