@@ -99,7 +99,9 @@ def test_sensor_kinds() -> None:
 def test_state_and_discovery_on_real_broker() -> None:
     _need_broker()
     run = uuid.uuid4().hex[:8]
-    cfg = MqttConfig(host="127.0.0.1", prefix=f"mbt-{run}", discovery_prefix=f"ha-{run}")
+    # commands on (MqttConfig itself does not ask for credentials; parse_config does)
+    cfg = MqttConfig(host="127.0.0.1", prefix=f"mbt-{run}", discovery_prefix=f"ha-{run}",
+                     commands=True)
     sub = Collector(1883, "#")
     assert sub.subscribed.wait(5)
     commands: list[tuple[str, str, dict[str, Any]]] = []
@@ -232,7 +234,9 @@ async def test_headend_publishes_polls_and_takes_breaker_commands(tmp_path: Path
     run = uuid.uuid4().hex[:8]
     cfg = parse_config(
         f'[headend]\nname = "h{run}"\n[mqtt]\nbroker = "127.0.0.1:1883"\nprefix = "hx-{run}"\n'
-        f'discovery_prefix = "hd-{run}"\n'
+        f'discovery_prefix = "hd-{run}"\ncommands = true\n'
+        # the shared broker lets anyone in; the ACL test is in test_headend_mqtt_commands.py
+        'username = "headend"\npassword = "not-checked-here"\n'
         '[[buses]]\nname = "b"\ntcp = "h:1"\n'
         '[[meters]]\nname = "kam1"\nbus = "b"\nprimary = 1\nbreaker = true\ninterval = 0.2\n')
     reader = FakeReader({"kam1": 14839120})

@@ -102,6 +102,10 @@ class MqttConfig:
     username: str | None = None
     password: str | None = None
     qos: int = 1
+    # breaker commands from <prefix>/<meter>/breaker/set: off unless configured, because any
+    # client the broker lets publish there could switch a breaker (the broker's ACL is the guard)
+    commands: bool = False
+    command_max_age: float = 30.0  # a JSON command with an older "time" is stale: ignored
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,12 +358,20 @@ def parse_config(text: str, *, path: str | None = None) -> Config:
         qos = s.get("qos", int, 1)
         if qos not in (0, 1, 2):
             raise s.error("must be 0, 1 or 2", "qos")
+        username, password = s.get("username", str, None), s.get("password", str, None)
+        commands = s.get("commands", bool, False)
+        if commands and not (username and password):
+            # anonymous clients cannot be told apart, so no ACL can keep them off the command
+            # topics
+            raise s.error("commands = true needs the broker credentials username and password "
+                          "(and a broker ACL on <prefix>/+/breaker/set, docs/headend.md)",
+                          "commands")
         mqtt = MqttConfig(
             host=hp[0], port=hp[1],
             prefix=s.get("prefix", str, "mbuskit").strip("/"),
             discovery_prefix=s.get("discovery_prefix", str, "homeassistant").strip("/"),
-            username=s.get("username", str, None), password=s.get("password", str, None),
-            qos=qos,
+            username=username, password=password, qos=qos, commands=commands,
+            command_max_age=s.duration("command_max_age", 30.0) or 30.0,
         )
         s.check_unknown()
 

@@ -26,8 +26,8 @@ from starlette.staticfiles import StaticFiles
 from ..errors import MBusError
 from .config import MeterConfig
 from .metrics import render_metrics
-from .model import Reading
-from .scheduler import CommandError, Scheduler
+from .model import Reading, breaker_state
+from .scheduler import CommandError, MeterRefused, Scheduler
 
 STATIC = Path(__file__).with_name("static")
 MAX_HISTORY = 100_000
@@ -98,9 +98,13 @@ class HeadendApi:
         if not health["polled_here"] and latest:
             health["state"] = "elsewhere"
             health["last_ok"] = max(r.read_time for r in latest)
+        state = breaker_state(latest)
         return {
             "name": m.name, "bus": m.bus, "address": _address(m),
             "identity": h.identity.as_dict(), "health": health, "breaker": m.breaker,
+            # what the meter last said, not what was last commanded
+            "breaker_state": None if state is None else {
+                "state": state[0], "detail": state[1], "read_time": state[2]},
             "latest": {r.register: _reading(r) for r in latest},
         }
 
@@ -225,6 +229,9 @@ async def _api_error(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": exc.message}, status_code=exc.status)
     if isinstance(exc, CommandError):
         return JSONResponse({"error": str(exc)}, status_code=409)
+    if isinstance(exc, MeterRefused):
+        # the bus works and the meter answered: it said no, which no retry will change
+        return JSONResponse({"error": str(exc), "refused": True}, status_code=422)
     return JSONResponse({"error": str(exc) or type(exc).__name__}, status_code=502)
 
 

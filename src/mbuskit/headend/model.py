@@ -8,8 +8,8 @@ same quantity keeps the same name whatever order a meter sends its records in.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -119,6 +119,34 @@ def readings_from(meter: str, telegrams: Sequence[TelegramLike], read_time: floa
     return list(out.values())
 
 
+# The Kamstrup module sends its breaker state as the digital output record 01 FD 1A, in the
+# additional read-out only (docs/register-map.md); other makers use FD 1A for other outputs
+BREAKER_STATES = {0: "disconnected", 1: "connected", 2: "released", 3: "armed"}
+
+
+def with_breaker(readings: list[Reading], ident: Identity) -> list[Reading]:
+    """The readings plus a named ``breaker`` reading (the state code) for a Kamstrup module."""
+    if ident.manufacturer != "KAM" or any(r.register == "breaker" for r in readings):
+        return readings
+    out = next((r for r in readings if r.register == "digital_output"), None)
+    if out is None or out.value not in BREAKER_STATES:
+        return readings
+    return [*readings, replace(out, register="breaker", unit="")]
+
+
+def breaker_state(readings: Iterable[Reading]) -> tuple[str, str, float] | None:
+    """("open" or "closed", the module's own word, read time) from a ``breaker`` reading.
+
+    Only "connected" is closed: released (waiting for the push button) and armed (waiting for
+    the connect command) still carry no load.
+    """
+    for r in readings:
+        if r.register == "breaker" and r.value in BREAKER_STATES:
+            detail = BREAKER_STATES[int(r.value)]
+            return ("closed" if detail == "connected" else "open"), detail, r.read_time
+    return None
+
+
 def _text(v: object) -> str | None:
     return None if v is None else str(v)
 
@@ -162,12 +190,15 @@ def manufacturer_letters(code: int) -> str:
 
 
 __all__ = [
+    "BREAKER_STATES",
     "Identity",
     "Poll",
     "Reading",
     "TelegramLike",
+    "breaker_state",
     "identity_from",
     "manufacturer_letters",
     "readings_from",
     "register_name",
+    "with_breaker",
 ]

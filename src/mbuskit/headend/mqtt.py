@@ -6,8 +6,9 @@ Topics (``prefix`` from the config, default ``mbuskit``):
 * ``<prefix>/<meter>/state``: the meter's latest poll as JSON (retained), one key per register,
 * ``<prefix>/<meter>/reading/<register>``: each reading as JSON with its unit, meter time and
   read time (retained),
-* ``<prefix>/<meter>/breaker/set``: ``open`` / ``closed``, listened to only for meters with
-  ``breaker = true``,
+* ``<prefix>/<meter>/breaker/set``: ``open`` / ``closed`` or ``{"state": "open", "time": T}``,
+  listened to only with ``[mqtt] commands = true`` and for meters with ``breaker = true``;
+  retained and stale commands are ignored (``_command``),
 * ``<discovery_prefix>/sensor|switch/<node>_<meter>/<register>/config``: discovery (retained).
 
 While the broker is unreachable messages wait in a queue (oldest dropped past ``max_queue``)
@@ -21,6 +22,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,7 +31,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from .config import MeterConfig, MqttConfig
-from .model import Identity, Poll
+from .model import Identity, Poll, breaker_state
 
 log = logging.getLogger("mbuskit.headend.mqtt")
 
@@ -68,11 +70,14 @@ def sensor_kind(register: str, unit: str) -> tuple[str, str] | None:
 class MqttPublisher:
     def __init__(self, cfg: MqttConfig, *, node: str, meters: Sequence[MeterConfig],
                  on_command: CommandHandler | None = None, client_id: str | None = None,
-                 max_queue: int = 100_000, reconnect_delay: tuple[int, int] = (1, 30)) -> None:
+                 max_queue: int = 100_000, reconnect_delay: tuple[int, int] = (1, 30),
+                 clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.node = _object_id(node)
         self.meters = {m.name: m for m in meters}
         self.on_command = on_command
+        self.clock = clock
+        self.ignored = 0  # command messages not executed (retained, stale, malformed)
         self.prefix = cfg.prefix
         self._queue: deque[tuple[str, bytes, bool]] = deque(maxlen=max_queue)
         self._lock = threading.Lock()
@@ -135,7 +140,7 @@ class MqttPublisher:
         self.connected.set()
         client.publish(self.status_topic, b"online", qos=1, retain=True)
         for name, m in self.meters.items():
-            if m.breaker:
+            if m.breaker and self.cfg.commands:
                 client.subscribe(self.breaker_topic(name), qos=1)
         self._flush()
 
@@ -146,16 +151,58 @@ class MqttPublisher:
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         parts = msg.topic.split("/")
         meter = parts[-3] if len(parts) >= 3 else ""
-        state = msg.payload.decode("utf-8", "replace").strip().lower()
         m = self.meters.get(meter)
-        if m is None or not m.breaker or state not in ("open", "closed"):
-            log.warning("ignored MQTT command on %s: %r", msg.topic, state)
+        if not msg.payload:
+            return  # an empty message is how a retained one is cleared (ours among them)
+        if msg.retain:
+            # a retained command is a past order replayed to every new subscription: it must
+            # never switch a breaker (at every restart); clear it so nobody gets it again
+            self.ignored += 1
+            log.warning("ignored retained MQTT command on %s; cleared it", msg.topic)
+            client.publish(msg.topic, b"", qos=1, retain=True)
+            return
+        state, why = self._command(bytes(msg.payload))
+        if m is None or not m.breaker or state is None:
+            self.ignored += 1
+            log.warning("ignored MQTT command on %s: %s", msg.topic,
+                        why or "breaker control is not enabled for this meter")
             return
         if self.on_command is None:
             return
         result = self.on_command(meter, "breaker", {"state": state})
         if asyncio.iscoroutine(result) and self._loop is not None:
-            asyncio.run_coroutine_threadsafe(result, self._loop)
+            future = asyncio.run_coroutine_threadsafe(result, self._loop)
+            future.add_done_callback(lambda f: _log_outcome(msg.topic, state, f))
+
+    def _command(self, payload: bytes) -> tuple[str | None, str | None]:
+        """The breaker state a command payload asks for, or None and the reason to ignore it.
+
+        Plain ``open``/``closed`` arrive live (the session is clean and retained ones are
+        refused above); ``{"state": ..., "time": unix seconds}`` also carries its age, for the
+        paths that can delay a message unseen (a bridge, a client queueing while offline).
+        """
+        text = payload.decode("utf-8", "replace").strip()
+        if text.startswith("{"):
+            try:
+                body = json.loads(text)
+            except ValueError:
+                return None, "not JSON"
+            if not isinstance(body, dict):
+                return None, "not a JSON object"
+            state, sent = body.get("state"), body.get("time")
+            if sent is not None:
+                if isinstance(sent, bool) or not isinstance(sent, int | float):
+                    return None, f"time must be unix seconds, got {sent!r}"
+                age = self.clock() - sent
+                if abs(age) > self.cfg.command_max_age:
+                    return None, (f"stale: sent {age:.0f} s ago (max "
+                                  f"{self.cfg.command_max_age:g} s)" if age > 0 else
+                                  f"sent {-age:.0f} s in the future (clock skew)")
+        else:
+            state = text.lower()
+        if state not in ("open", "closed"):
+            return None, f"state must be open or closed, got {state!r}"
+        return str(state), None
 
     # ---- publishing ----
     def _send(self, topic: str, payload: bytes, retain: bool) -> None:
@@ -181,11 +228,14 @@ class MqttPublisher:
         state["read_time"] = poll.read_time
         state["meter_time"] = next((r.meter_time for r in poll.readings if r.meter_time), None)
         state["units"] = {r.register: r.unit for r in poll.readings}
+        if (breaker := breaker_state(poll.readings)) is not None:
+            state["breaker_state"] = breaker[0]  # "open" / "closed", the switch's words
         for r in poll.readings:
             if (poll.meter, r.register) not in self._announced:
                 self._announce(poll.meter, r.register, r.unit, poll.identity)
-        if poll.meter in self.meters and self.meters[poll.meter].breaker and \
-                (poll.meter, "breaker") not in self._announced:
+        m = self.meters.get(poll.meter)
+        if self.cfg.commands and m is not None and m.breaker and \
+                (poll.meter, "switch:breaker") not in self._announced:
             self._announce_breaker(poll.meter, poll.identity)
         self._send(self.state_topic(poll.meter), json.dumps(state).encode(), True)
         for r in poll.readings:
@@ -231,19 +281,36 @@ class MqttPublisher:
                    json.dumps(config).encode(), True)
 
     def _announce_breaker(self, meter: str, ident: Identity) -> None:
-        self._announced.add((meter, "breaker"))
-        config = {
+        self._announced.add((meter, "switch:breaker"))  # apart from the register
+        config: dict[str, Any] = {
             "name": "breaker",
             "unique_id": f"mbuskit_{self.node}_{_object_id(meter)}_breaker",
             "command_topic": self.breaker_topic(meter),
             "payload_on": "closed",
             "payload_off": "open",
-            "optimistic": True,
             "availability_topic": self.status_topic,
             "device": self._device(meter, ident),
         }
+        if self.meters[meter].data == "additional":
+            # the module sends its breaker state in the additional read-out: the switch shows
+            # what the meter says (read back after each command), not what was asked
+            config.update({"state_topic": self.state_topic(meter),
+                           "value_template": "{{ value_json.breaker_state }}",
+                           "state_on": "closed", "state_off": "open"})
+        else:
+            config["optimistic"] = True  # a standard read-out carries no breaker state
         self._send(self.discovery_topic("switch", meter, "breaker"),
                    json.dumps(config).encode(), True)
+
+
+def _log_outcome(topic: str, state: str, future: Any) -> None:
+    if future.cancelled():
+        return
+    exc = future.exception()
+    if exc is None:
+        log.info("MQTT command on %s: breaker %s done", topic, state)
+    else:
+        log.warning("MQTT command on %s: breaker %s failed: %s", topic, state, exc)
 
 
 __all__ = ["MqttPublisher", "sensor_kind"]

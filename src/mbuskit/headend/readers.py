@@ -11,13 +11,18 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ..errors import TransportError
+from ..codec.header import SecondaryAddress
+from ..codec.link import LongFrame
+from ..codec.telegram import decode_telegram
+from ..errors import BusTimeout, MBusError, ProtocolError, SecurityError, TransportError
 from ..master.driver import Master
-from ..slave.kamstrup import BreakerCommand, cmd_breaker
+from ..master.transaction import CI_DATA_SEND, address_of, set_time_payload
+from ..slave.kamstrup import BreakerCommand, cmd_breaker, encrypt_command
+from ..slave.machine import CI_APPLICATION_ERROR, Identity
 from ..transport.base import Transport
 from .config import BusConfig, MeterConfig
 from .model import TelegramLike
-from .scheduler import CommandError
+from .scheduler import CommandError, MeterRefused
 
 # EN 13757-3 6.3.3: DIF 7Fh (global readout request) asks the slave for all its data in the
 # following read-outs; the Kamstrup twin answers it with the standard and the additional
@@ -29,9 +34,19 @@ class MasterReader:
     def __init__(self, transport: Transport, *, timeout: float | None = None,
                  keys: Mapping[str, bytes] | None = None) -> None:
         self.transport = transport
-        self.master = Master(transport, timeout=timeout)
+        self.master = Master(transport, timeout=timeout, more_follows=self._more_follows)
         self.keys = dict(keys or {})  # [keys] of the config: reference -> AES-128 key
         self._open = False
+
+    def _more_follows(self, frame: LongFrame) -> bool:
+        # DIF 1Fh sits inside the cipher of an encrypted telegram: the master's own check
+        # cannot see it, so look with the key of the meter being read (master.keys)
+        try:
+            telegram = decode_telegram(frame, keys=self.master.keys, strict=False)
+        except MBusError:
+            return False
+        records = telegram.records
+        return bool(records) and bool(records[-1].more_records_follow)
 
     async def _ensure_open(self) -> None:
         if not self._open:
@@ -73,35 +88,87 @@ class MasterReader:
 
     async def command(self, meter: MeterConfig, name: str, args: Mapping[str, Any]) -> Any:
         await self._ensure_open()
-        address, fabrication = self._address(meter)
-        if fabrication is not None:
-            await self.master.select(address, fabrication=fabrication)
-            address = 253
+        target, fabrication = self._address(meter)
         try:
+            if fabrication is not None:
+                await self.master.select(target, fabrication=fabrication)
+                target = 253
             if name == "set_time":
                 when = args["when"]
                 if not isinstance(when, datetime):
                     raise CommandError("set_time needs a datetime")
-                await self.master.set_time(address, when)
+                await self._send(meter, target, set_time_payload(when), "setting the clock")
                 return {"time": when.isoformat()}
             if name == "breaker":
                 # Kamstrup 162M/382M: disconnect is one command; reconnecting by command
                 # takes two, arm then connect (TD 5512-1040; docs/register-map.md)
                 if args.get("state") == "open":
-                    await self.master.command(address, cmd_breaker(BreakerCommand.DISCONNECT),
-                                              what="breaker disconnect")
+                    await self._send(meter, target, cmd_breaker(BreakerCommand.DISCONNECT),
+                                     "breaker disconnect")
                     return {"breaker": "open"}
                 if args.get("state") == "closed":
-                    await self.master.command(address, cmd_breaker(BreakerCommand.ARM),
-                                              what="breaker arm")
-                    await self.master.command(address, cmd_breaker(BreakerCommand.CONNECT),
-                                              what="breaker connect")
+                    await self._send(meter, target, cmd_breaker(BreakerCommand.ARM),
+                                     "breaker arm")
+                    await self._send(meter, target, cmd_breaker(BreakerCommand.CONNECT),
+                                     "breaker connect")
                     return {"breaker": "closed"}
                 raise CommandError("breaker state must be open or closed")
         except (TransportError, OSError):
             await self._reset()
             raise
         raise CommandError(f"unknown command {name!r}")
+
+    async def _send(self, meter: MeterConfig, address: int | str, payload: bytes,
+                    what: str) -> None:
+        """One SND_UD with command records: encrypted (mode 5) when the meter has a key, since
+        a keyed module refuses plain commands (docs/register-map.md)."""
+        key = self.keys.get(meter.key) if meter.key else None
+        if isinstance(address, str):
+            await self.master.select(address)
+            address = 253  # the selected slave (EN 13757-3 network layer)
+        ci, data = CI_DATA_SEND, payload
+        if key is not None:
+            ci, data = await self._encrypt(meter, address, key, payload)
+        try:
+            await self.master.command(address, data, ci=ci, what=what)
+        except BusTimeout:
+            await self._refusal(meter, address, what)
+            raise
+
+    async def _encrypt(self, meter: MeterConfig, address: int, key: bytes,
+                       payload: bytes) -> tuple[int, bytes]:
+        # The IV is made of the meter's own address and an access number (EN 13757-7
+        # 7.2.4.5): both come from a fresh answer, which also proves the key before a command
+        # goes out with it
+        frames = await self.master.read_frames(address, all_telegrams=False)
+        frame = frames[0] if frames else None
+        secondary = address_of(frame) if frame is not None else None
+        if frame is None or secondary is None or len(frame.data) < 12:
+            raise ProtocolError(f"meter {meter.name}: no long header, cannot address an "
+                                "encrypted command")
+        config = int.from_bytes(frame.data[10:12], "little")
+        if (config >> 8) & 0x1F:  # the answer is encrypted: it must open with our key
+            try:
+                decode_telegram(frame, keys=key)
+            except SecurityError as exc:
+                raise MeterRefused(f"meter {meter.name}: refused: key {meter.key!r} does not "
+                                   f"match the meter ({exc}); command not sent") from None
+        sa = SecondaryAddress.parse(secondary)
+        identity = Identity(sa.id, sa.manufacturer, sa.version, sa.medium)
+        return encrypt_command(payload, key=key, identity=identity,
+                               access_number=(frame.data[8] + 1) & 0xFF)
+
+    async def _refusal(self, meter: MeterConfig, address: int, what: str) -> None:
+        # A slave that refuses a SND_UD stays silent and holds a CI 70h error for the next
+        # REQ_UD2 (EN 13757-3 6.6); fetch it to tell "refused" from "not there"
+        try:
+            frames = await self.master.read_frames(address, all_telegrams=False)
+        except MBusError:
+            return
+        if frames and frames[0].ci == CI_APPLICATION_ERROR:
+            code = frames[0].data[0] if frames[0].data else 0
+            raise MeterRefused(f"meter {meter.name}: refused {what} (application error "
+                               f"{code:02X}){' (check its key)' if meter.key else ''}")
 
     async def close(self) -> None:
         await self._reset()

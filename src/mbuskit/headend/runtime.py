@@ -54,18 +54,20 @@ class Headend:
 
     async def start(self) -> None:
         s = self.scheduler
-        await s.start(buses=[] if self.leased else None)
-        if self.leased:
-            self._tasks.append(asyncio.create_task(self._lease_loop(), name="leases"))
         if self.config.mqtt is not None:
             from .mqtt import MqttPublisher
 
+            # before the scheduler starts: the catch-up reads at start are published too
+            # (queued until the broker answers)
             pub = MqttPublisher(self.config.mqtt, node=self.config.name,
                                 meters=self.config.meters,
                                 on_command=s.command)
             s.listeners.append(pub.publish_poll)
             pub.start()
             self.mqtt = pub
+        await s.start(buses=[] if self.leased else None)
+        if self.leased:
+            self._tasks.append(asyncio.create_task(self._lease_loop(), name="leases"))
         if self.http:
             await self._start_http()
 

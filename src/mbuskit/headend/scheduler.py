@@ -28,7 +28,15 @@ from typing import Any, Protocol
 from ..codec import timing
 from ..errors import MBusError
 from .config import Config, MeterConfig
-from .model import Identity, Poll, TelegramLike, identity_from, readings_from
+from .model import (
+    Identity,
+    Poll,
+    TelegramLike,
+    breaker_state,
+    identity_from,
+    readings_from,
+    with_breaker,
+)
 from .spool import Spool
 from .storage.base import Storage, StorageError
 
@@ -57,6 +65,10 @@ class Reader(Protocol):
 
 class CommandError(MBusError):
     """A command was refused (unknown meter or command, or not enabled for the meter)."""
+
+
+class MeterRefused(MBusError):
+    """The meter refused a command (CI 70h application error), or its key does not match."""
 
 
 @dataclass(slots=True)
@@ -311,8 +323,8 @@ class Scheduler:
             stats.polls += 1
         read_time = self.clock()
         slot = math.floor(read_time / meter.interval)
-        readings = readings_from(meter.name, telegrams, read_time)
         ident = identity_from(telegrams)
+        readings = with_breaker(readings_from(meter.name, telegrams, read_time), ident)
         # a triggered read in a slot already polled is an extra reading, kept beside it
         extra = not scheduled and self._last_slot.get(meter.name, -1) >= slot
         poll = Poll(meter.name, slot, read_time, ident, tuple(readings),
@@ -359,7 +371,15 @@ class Scheduler:
         if not self.buses[meter.bus].owned:
             raise CommandError(f"bus {meter.bus!r} is polled by another head-end worker")
         async with self._locks[meter.bus]:
-            return await self.readers[meter.bus].command(meter, command, args)
+            result = await self.readers[meter.bus].command(meter, command, args)
+        if command == "breaker" and meter.data == "additional":
+            # read the state back (the module sends it in the additional read-out only): the
+            # stored and published state follow at once, and a command that did not take shows
+            poll = await self.poll(meter)
+            state = breaker_state(poll.readings) if poll is not None else None
+            if isinstance(result, dict) and state is not None:
+                result = {**result, "breaker_state": state[0], "breaker_detail": state[1]}
+        return result
 
     # ---- storage writer ----
     def _store_batch(self, batch: list[Poll]) -> tuple[int, int, Exception | None]:
@@ -428,4 +448,5 @@ async def run_forever(scheduler: Scheduler, *extra: Awaitable[Any]) -> None:
         await scheduler.stop()
 
 
-__all__ = ["BusStats", "CommandError", "MeterHealth", "Reader", "Scheduler", "run_forever"]
+__all__ = ["BusStats", "CommandError", "MeterHealth", "MeterRefused", "Reader", "Scheduler",
+           "run_forever"]
