@@ -226,3 +226,203 @@ def test_commands_to_a_keyed_meter_are_encrypted(gateway: Served, tmp_path: Path
     assert result.exit_code == 0, result.output
     assert keyed.device.meter.breaker.name != "CONNECTED"
     assert KEY not in result.output
+
+
+# -- commands a utility can trust: exactly the meter named, UTC, guard rails -------------------
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every frame the CLI puts on a TCP gateway (a counting transport)."""
+    from mbuskit.transport.tcp import TcpTransport
+
+    frames: list[bytes] = []
+    real = TcpTransport.send
+
+    async def send(self: TcpTransport, data: bytes) -> None:
+        frames.append(bytes(data))
+        await real(self, data)
+
+    monkeypatch.setattr(TcpTransport, "send", send)
+    return frames
+
+
+def _state(served: Served) -> list[tuple[int, int, str]]:
+    return [(s.primary_address, s.device.identity().ident, s.device.meter.breaker.name)
+            for s in served.slaves]
+
+
+@pytest.mark.parametrize("args", [
+    ["breaker", "FFFFFFFF", "disconnect"],
+    ["breaker", "1111222F", "disconnect"],
+    ["breaker", "FFFFFFFFFFFFFFFF", "disconnect"],
+    ["breaker", "111122222D2CFF02", "disconnect"],
+    ["set-address", "1383", "9"],
+    ["set-address", "11112", "9"],
+    ["set-id", "1111", "12345678"],
+    ["set-time", "3333FFFF"],
+    ["tariff", "1111FFFF", "2"],
+    ["ct-ratio", "3333444F", "50"],
+    ["baud", "FFFFFFFF", "9600"],
+    ["breaker", "255", "disconnect"],
+    ["breaker", "254", "disconnect"],
+    ["set-address", "253", "9"],
+    ["tariff", "251", "2"],
+    ["breaker", "11112222", "disconnect", "--serial", "7000000F"],
+    ["breaker", "11112222", "disconnect", "--serial", "7000"],
+    ["breaker", "1", "disconnect", "--serial", "70000001"],
+    ["breaker", "--all", "1", "disconnect"],
+])
+def test_commands_take_exactly_one_complete_address(gateway: Served, sent: list[bytes],
+                                                     args: list[str]) -> None:
+    before = _state(gateway)
+    result = _mbus(args[0], "--port", gateway.url, *args[1:])
+    assert result.exit_code == cli_master.EXIT_USAGE, result.output
+    assert "Traceback" not in result.output
+    assert sent == []  # refused before the port is opened: not one frame
+    assert _state(gateway) == before
+
+
+def test_a_wildcard_or_broadcast_says_why(gateway: Served) -> None:
+    wildcard = _mbus("breaker", "--port", gateway.url, "FFFFFFFF", "disconnect")
+    assert "wildcard" in wildcard.output and "one meter" in wildcard.output
+    prefix = _mbus("set-address", "--port", gateway.url, "1383", "9")
+    assert "prefix" in prefix.output
+    broadcast = _mbus("breaker", "--port", gateway.url, "255", "disconnect")
+    assert "broadcast" in broadcast.output
+
+
+def test_a_complete_address_reaches_that_meter_only(gateway: Served, sent: list[bytes]) -> None:
+    result = _mbus("breaker", "--port", gateway.url, "11112223", "disconnect")
+    assert result.exit_code == 0, result.output
+    assert [s.device.meter.breaker.name == "CONNECTED" for s in gateway.slaves] == [
+        True, False, True, True]
+    full = _mbus("scan", "--port", gateway.url, "--mask", "33334444", "--format", "json")
+    address = json.loads(full.output)[0]["secondary"]
+    assert len(address) == 16 and "F" not in address
+    sent.clear()
+    assert _mbus("ct-ratio", "--port", gateway.url, address, "75").exit_code == 0
+    assert gateway.slaves[2].device.meter.ct_ratio == 75
+    assert all(frame[5] not in (0xFE, 0xFF) for frame in sent if frame[0] == 0x68)
+    # reads keep their wildcards
+    read = _mbus("read", "--port", gateway.url, "3333444F", "--format", "json")
+    assert read.exit_code == 0, read.output
+
+
+def test_all_asks_then_addresses_each_meter_on_its_own(gateway: Served, sent: list[bytes],
+                                                       tmp_path: Path) -> None:
+    no = CliRunner().invoke(main, ["breaker", "--port", gateway.url, "--all", "disconnect"],
+                            input="n\n")
+    assert no.exit_code == 1 and "4 meter(s) found" in no.output
+    assert all(s.device.meter.breaker.name == "CONNECTED" for s in gateway.slaves)
+    assert not any(b"\x01\xfd\x1f" in f for f in sent)  # scanned, no breaker command sent
+    keys = tmp_path / "keys.txt"
+    keys.write_text(f"55556666 = {KEY}\n")
+    sent.clear()
+    yes = CliRunner().invoke(main, ["breaker", "--port", gateway.url, "--all", "disconnect",
+                                    "--key-file", str(keys)], input="y\n")
+    assert yes.exit_code == 0, yes.output
+    assert all(s.device.meter.breaker.name != "CONNECTED" for s in gateway.slaves)
+    assert sum(line.endswith(": ok: disconnected") for line in yes.stdout.splitlines()) == 4
+    # never the broadcast or test address: a selection (CI 52h) before every command
+    long_frames = [f for f in sent if f[0] == 0x68]
+    assert all(f[5] not in (0xFE, 0xFF) for f in long_frames)
+    writes = [i for i, f in enumerate(long_frames) if f[6] in (0x51, 0x5B, 0x5A)]
+    selections = [i for i, f in enumerate(long_frames) if f[6] == 0x52]
+    assert len(writes) >= 4 and all(any(s < w for s in selections) for w in writes)
+    # without the key the keyed meter refuses; the others are done, the exit names the refusal
+    partial = _mbus("tariff", "--port", gateway.url, "--all", "2", "--yes")
+    assert partial.exit_code == cli_master.EXIT_REFUSED, partial.output
+    assert sum(line.endswith(": ok") for line in partial.stdout.splitlines()) == 3
+    assert "refused" in partial.stdout
+    assert "1 of 4 meter(s) failed" in partial.stderr
+
+
+def _clock(gateway: Served, address: str) -> str:
+    result = _mbus("read", "--port", gateway.url, address, "--format", "json")
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.output)[0]["records"]
+    (stamp,) = [r["value"] for r in records if r["raw"].startswith("046d")]
+    return str(stamp)
+
+
+def test_set_time_writes_utc_and_says_so(gateway: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    offset = _mbus("set-time", "--port", gateway.url, "2", "--at", "2025-06-01T12:00+02:00")
+    assert offset.output == "ok: clock set to 2025-06-01T10:00:00Z\n", offset.output
+    assert _clock(gateway, "2") == "2025-06-01T10:00:00"
+    zulu = _mbus("set-time", "--port", gateway.url, "11112223", "--at", "2025-01-15T08:30:00Z")
+    assert zulu.output == "ok: clock set to 2025-01-15T08:30:00Z\n"
+    assert _clock(gateway, "2") == "2025-01-15T08:30:00"
+    with monkeypatch.context() as local:
+        local.setenv("TZ", "Europe/Copenhagen")
+        time.tzset()
+        try:  # a naive --at is local time: 12:00 CEST is 10:00 UTC, 12:00 CET 11:00 UTC
+            naive = _mbus("set-time", "--port", gateway.url, "2", "--at", "2025-06-01T12:00")
+            assert naive.output == "ok: clock set to 2025-06-01T10:00:00Z\n"
+            winter = _mbus("set-time", "--port", gateway.url, "2", "--at", "2025-01-15T12:00")
+            assert winter.output == "ok: clock set to 2025-01-15T11:00:00Z\n"
+            assert _clock(gateway, "2") == "2025-01-15T11:00:00"
+            now = _mbus("set-time", "--port", gateway.url, "2")
+        finally:
+            local.undo()
+            time.tzset()
+    from datetime import UTC, datetime, timedelta
+
+    written = datetime.fromisoformat(now.output.split("clock set to ")[1].strip().rstrip("Z"))
+    assert abs(written - datetime.now(UTC).replace(tzinfo=None)) < timedelta(minutes=1)
+    assert abs(datetime.fromisoformat(_clock(gateway, "2")) - written) <= timedelta(minutes=1)
+
+
+def test_set_id_refuses_a_meter_number_in_use(gateway: Served) -> None:
+    slave1 = gateway.slaves[0]
+    taken = _mbus("set-id", "--port", gateway.url, "1", "11112223")
+    assert taken.exit_code == cli_master.EXIT_IN_USE, taken.output
+    assert "11112223 is already in use" in taken.output and "--force" in taken.output
+    assert slave1.device.identity().ident == 11112222
+    assert not any(s.selected for s in gateway.slaves)
+    assert _mbus("set-id", "--port", gateway.url, "11112222", "11112222").exit_code == 0
+    assert _mbus("set-id", "--port", gateway.url, "1", "12345678").exit_code == 0
+    assert slave1.device.identity().ident == 12345678
+    forced = _mbus("set-id", "--port", gateway.url, "1", "11112223", "--force")
+    assert forced.exit_code == 0 and slave1.device.identity().ident == 11112223
+
+
+def test_scan_without_enhanced_warns_of_meters_left_unseparated() -> None:
+    now = time.time()
+    specs = [MeterSpec(address=1, meter_number=44445555, serial_number=12345678, seed=1),
+             MeterSpec(address=2, meter_number=44445555, serial_number=87654321, seed=2),
+             MeterSpec(address=3, meter_number=66667777, serial_number=70000013, seed=3)]
+    for served in _serve("tcp", [kamstrup_slave(s, now, 2400, None) for s in specs]):
+        plain = _mbus("scan", "--port", served.url, "--no-enhanced")
+        assert plain.exit_code == 0, plain.output
+        assert "1 meter(s)" in plain.stdout
+        assert "warning" in plain.stderr and "44445555" in plain.stderr
+        assert "--no-enhanced" in plain.stderr
+        enhanced = _mbus("scan", "--port", served.url)
+        assert "3 meter(s)" in enhanced.stdout and enhanced.stderr == ""
+
+
+def test_breaker_is_verified_by_reading_its_state_back(gateway: Served,
+                                                      sent: list[bytes]) -> None:
+    slave2 = gateway.slaves[1]
+    # connected already: said so, and no arm is sent (the meter would refuse it)
+    already = _mbus("breaker", "--port", gateway.url, "2", "connect")
+    assert already.exit_code == 0 and already.output == "ok: already connected\n"
+    assert not any(b"\x01\xfd\x1f" in f for f in sent)
+    off = _mbus("breaker", "--port", gateway.url, "11112223", "disconnect")
+    assert off.output == "ok: disconnected\n" and slave2.device.meter.breaker.name != "CONNECTED"
+    on = _mbus("breaker", "--port", gateway.url, "2", "connect")
+    assert on.output == "ok: connected\n" and slave2.device.meter.breaker.name == "CONNECTED"
+    # the read-back gives the meter its standard telegram back (application reset)
+    read = _mbus("read", "--port", gateway.url, "2", "--format", "json")
+    assert len(json.loads(read.output)[0]["records"]) > 1
+
+
+def test_breaker_ok_only_when_the_state_shows_the_change(gateway: Served,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    meter = gateway.slaves[1].device.meter
+    # a relay that acknowledges but does not move (a stuck contact)
+    monkeypatch.setattr(meter, "breaker_disconnect", lambda now: meter.breaker)
+    stuck = _mbus("breaker", "--port", gateway.url, "2", "disconnect")
+    assert stuck.exit_code == cli_master.EXIT_REFUSED, stuck.output
+    assert "breaker reads connected" in stuck.output and "ok" not in stuck.output

@@ -65,9 +65,10 @@ def scan(ctx: click.Context, *, port: str, baud: str, timeout: float | None, ret
     session = _session(ctx, port, rates[0], timeout, retries, key_file, trace)
     show = sys.stderr.isatty() if progress is None else progress
     found: list[Found] = []
+    unresolved: list[Any] = []
     interrupted = False
     for rate in rates:
-        bar = _Bar(f"{mode} scan at {rate} Bd", show)
+        bar = _Bar(f"{mode} scan at {rate} Bd", show, unresolved)
 
         holder: list[Master] = []
 
@@ -99,6 +100,7 @@ def scan(ctx: click.Context, *, port: str, baud: str, timeout: float | None, ret
         if interrupted:
             break
     click.echo(render_found(found, fmt, baud_column=len(rates) > 1))
+    _warn_unresolved(unresolved, no_enhanced)
     if interrupted:
         click.echo(f"mbus scan: interrupted; {len(found)} meter(s) found so far", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -116,9 +118,23 @@ def _address_range(text: str) -> range:
     return range(lo, hi + 1)
 
 
+def _warn_unresolved(unresolved: Sequence[Any], no_enhanced: bool) -> None:
+    # Meters that share a meter number answer one complete secondary address together; only
+    # the enhanced selection (fabrication number, EN 13757-3 0C 78 record) separates them, and
+    # the table above lists none of them.
+    if not unresolved:
+        return
+    masks = ", ".join(sorted({u.mask for u in unresolved}))
+    how = ("scan without --no-enhanced to tell them apart by fabrication number"
+           if no_enhanced else "they answer alike even by fabrication number")
+    click.echo(f"mbus scan: warning: several meters answer {masks} and were not separated "
+               f"(not listed above); {how}", err=True)
+
+
 class _Bar:
-    def __init__(self, title: str, show: bool) -> None:
+    def __init__(self, title: str, show: bool, unresolved: list[Any] | None = None) -> None:
         self._progress: Any = None
+        self._unresolved = unresolved
         self._task: Any = None
         if show:
             from rich.console import Console
@@ -131,8 +147,10 @@ class _Bar:
             self._task = self._progress.add_task(title, total=1.0, found="")
 
     def update(self, event: object) -> None:
-        from ..master.scan import Progress
+        from ..master.scan import Progress, Unresolved
 
+        if isinstance(event, Unresolved) and self._unresolved is not None:
+            self._unresolved.append(event)
         if self._progress is not None and isinstance(event, Progress):
             self._progress.update(self._task, completed=event.done,
                                   found=f"{event.found} found")

@@ -12,6 +12,7 @@ Exit status (stable, for scripts):
   0 done · 1 other M-Bus error · 2 usage · 3 port or connection · 4 no answer (timeout) ·
   5 collision · 6 key or decryption · 7 value or address out of range · 8 meter broke the
   protocol or sent an undecodable telegram · 9 the meter refused the command ·
+  10 the meter number is in use on the bus (set-id without --force) ·
   130 interrupted (Ctrl-C; a scan prints what it found so far)
 """
 
@@ -49,6 +50,7 @@ EXIT_SECURITY = 6
 EXIT_VALUE = 7
 EXIT_PROTOCOL = 8
 EXIT_REFUSED = 9
+EXIT_IN_USE = 10
 EXIT_INTERRUPTED = 130
 
 T = TypeVar("T")
@@ -61,8 +63,14 @@ class RefusedError(ProtocolError):
     """The meter did not acknowledge a command and reports an application error (CI 70h)."""
 
 
+class InUseError(LocalError):
+    """set-id: a meter already answers the selection of the new meter number."""
+
+
 def exit_code(exc: BaseException) -> int:
     """The exit status for an error (order matters: the most specific class first)."""
+    if isinstance(exc, InUseError):
+        return EXIT_IN_USE
     if isinstance(exc, SecurityError):
         return EXIT_SECURITY
     if isinstance(exc, RefusedError):
@@ -217,6 +225,63 @@ def parse_address(text: str) -> int | str:
 
 
 ADDRESS = click.argument("address", callback=lambda c, p, v: parse_address(v))
+
+# The broadcast and special addresses (EN 13757-2 5.5): 251/252 reserved, 253 the network layer
+# (whoever is selected), 254 every meter answers (test), 255 every meter listens and none answers.
+_SPECIAL = {251: "reserved", 252: "reserved", 253: "the network-layer address of whoever is "
+            "selected", 254: "the test address every meter answers",
+            255: "the broadcast address every meter obeys"}
+_ONE_METER = ("a command changes one meter: give its primary address (0-250) or its complete "
+              "secondary address (8 ID digits, or 16 hex digits without wildcards; mbus scan "
+              "lists them)")
+
+
+def parse_target(text: str) -> int | str:
+    """The one meter a command changes: a primary address 0-250 or a complete secondary address
+    (8 ID digits, or the 16-hex libmbus form without wildcards). Reads keep ``parse_address``.
+
+    A wildcard (F nibble in the ID, FF byte elsewhere: EN 13757-3 network layer) or a prefix
+    selects every meter it matches, and a special address reaches every meter or none, so a
+    command to one would change meters nobody named."""
+    value = text.strip().upper()
+    if value.isdigit() and len(value) <= 3:
+        number = int(value)
+        if number in _SPECIAL:
+            raise click.BadParameter(f"{number} is {_SPECIAL[number]}; {_ONE_METER}")
+        if number > 250:
+            raise click.BadParameter(f"primary address {number} is out of range (0-250)")
+        return number
+    if len(value) == 8 and value.isdigit():
+        return normalize_mask(value)  # a complete meter number; any manufacturer, version, medium
+    if len(value) == 16 and all(c in "0123456789ABCDEF" for c in value):
+        if not value[:8].isdigit():
+            raise click.BadParameter(f"{text!r}: the ID digits hold a wildcard (F); {_ONE_METER}")
+        if "FF" in (value[8:10], value[10:12], value[12:14], value[14:16]):
+            raise click.BadParameter(f"{text!r}: an FF byte is a wildcard; {_ONE_METER}")
+        return value
+    raise click.BadParameter(f"{text!r} is not a complete address (a prefix or a wildcard "
+                             f"selects every meter it matches); {_ONE_METER}")
+
+
+def exact_fabrication(value: str | None, address: int | str | None) -> str | None:
+    """The fabrication number of an enhanced selection (EN 13757-3, ``0C 78`` record): all 8
+    digits, no F wildcard, and only beside a secondary address (a primary one ignores it)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if isinstance(address, int):
+        raise click.BadParameter("applies to a secondary address only, not to primary "
+                                 f"address {address}", param_hint="--serial")
+    if len(text) != 8 or not text.isdigit():
+        raise click.BadParameter(f"{value!r} must be all 8 digits of the fabrication number "
+                                 "(no wildcard)", param_hint="--serial")
+    return text
+
+
+def target_argument() -> Callable[[Callable[..., Any]], Any]:
+    return click.argument("address", callback=lambda c, p, v: parse_target(v))
+
+
 FABRICATION = click.option("--fabrication", "--serial", "fabrication", default=None,
                            help="Fabrication (serial) number for enhanced secondary addressing.")
 BAUD = click.option("--baud", "-b", default="2400", show_default=True, callback=lambda c, p, v:
@@ -231,12 +296,16 @@ __all__ = [
     "EXIT_COLLISION",
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
+    "EXIT_IN_USE",
     "EXIT_PORT",
     "EXIT_PROTOCOL",
     "EXIT_REFUSED",
     "EXIT_SECURITY",
     "EXIT_TIMEOUT",
     "EXIT_VALUE",
+    "exact_fabrication",
     "exit_code",
     "parse_address",
+    "parse_target",
+    "target_argument",
 ]
