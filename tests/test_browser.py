@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import queue
@@ -18,7 +19,7 @@ import threading
 import time
 import urllib.request
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -220,19 +221,19 @@ class Cdp:
         raise AssertionError(f"never true: {expression}")
 
 
-async def test_commands_from_the_page_need_the_token(demo_url_token: tuple[str, str],
-                                                    tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def cdp_page(url: str, profile: Path) -> AsyncIterator[Cdp]:
+    """Chromium on ``url`` with its DevTools protocol open, once the page is ready."""
     import websockets
 
-    url, token = demo_url_token
     proc = subprocess.Popen(
         [_need_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--no-first-run", f"--user-data-dir={tmp_path / 'cdp'}", "--remote-debugging-port=0",
+         "--no-first-run", f"--user-data-dir={profile}", "--remote-debugging-port=0",
          "--window-size=1200,1000", url],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        port_file = tmp_path / "cdp" / "DevToolsActivePort"
+        port_file = profile / "DevToolsActivePort"
         end = time.monotonic() + 30
         while not port_file.exists() or not port_file.read_text().strip():
             assert time.monotonic() < end, "chromium did not open its debugging port"
@@ -246,31 +247,124 @@ async def test_commands_from_the_page_need_the_token(demo_url_token: tuple[str, 
         async with websockets.connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
             cdp = Cdp(ws)
             await cdp.until("!!document.body && document.body.dataset.state === 'ready'")
-            selected = await cdp.js("document.getElementById('meter-select').value")
-            assert selected.startswith("kam-")
-            result = "document.getElementById('cmd-result').textContent"
-
-            async def press(label: str, secret: str) -> str:
-                await cdp.js(f"document.getElementById('cmd-result').textContent = '';"
-                             f"document.getElementById('token').value = {json.dumps(secret)};"
-                             f"[...document.querySelectorAll('.commands button')]"
-                             f".find(b => b.textContent === {json.dumps(label)}).click()")
-                text: str = await cdp.until(f"/done|:/.test({result}) && {result}")
-                return text
-
-            assert "valid token" in await press("Breaker open", "wrong-token")
-            assert await press("Breaker open", token) == f"breaker {selected}: done"
-            assert (await press("Read now", token)).endswith(": done")
-            # the meter twin really disconnected its load: no power through an open breaker
-            latest = f"fetch('/api/meters/{selected}/latest').then(r => r.json())"
-            assert (await cdp.js(latest))["power"]["value"] == 0
-            assert await press("Breaker close", token) == f"breaker {selected}: done"
-            assert (await press("Read now", token)).endswith(": done")
-            assert (await cdp.js(latest))["power"]["value"] > 0
-            assert (await press("Sync clock", token)).endswith(": done")
-            shot = await cdp.call("Page.captureScreenshot", format="png")
-            width, height, _ = read_png(base64.b64decode(shot["data"]))
-            assert width > 0 and height > 0
+            yield cdp
     finally:
         proc.kill()
         proc.wait()
+
+
+RESULT = "document.getElementById('cmd-result').textContent"
+
+
+async def click_command(cdp: Cdp, label: str, secret: str) -> None:
+    await cdp.js(f"document.getElementById('cmd-result').textContent = '';"
+                 f"document.getElementById('token').value = {json.dumps(secret)};"
+                 f"[...document.querySelectorAll('.commands button')]"
+                 f".find(b => b.textContent === {json.dumps(label)}).click()")
+
+
+async def answer_dialog(cdp: Cdp, button: str) -> None:
+    """The disconnect confirmation: wait for it, then press ``confirm-yes`` or ``confirm-no``."""
+    await cdp.until("document.getElementById('confirm-dialog').open")
+    await cdp.js(f"document.getElementById('{button}').click()")
+    await cdp.until("!document.getElementById('confirm-dialog').open")
+
+
+async def test_commands_from_the_page_need_the_token(demo_url_token: tuple[str, str],
+                                                    tmp_path: Path) -> None:
+    url, token = demo_url_token
+    async with cdp_page(url, tmp_path / "cdp") as cdp:
+        selected = await cdp.js("document.getElementById('meter-select').value")
+        assert selected.startswith("kam-")
+        # the demo reads the standard read-out, which carries no breaker state
+        badge = f"document.querySelector('[data-meter=\"{selected}\"] .badge')"
+        assert await cdp.js(f"{badge}.dataset.breaker") == "unknown"
+
+        async def press(label: str, secret: str) -> str:
+            await click_command(cdp, label, secret)
+            if label == "Breaker open":
+                await answer_dialog(cdp, "confirm-yes")
+            text: str = await cdp.until(f"/done|:/.test({RESULT}) && {RESULT}")
+            return text
+
+        assert "valid token" in await press("Breaker open", "wrong-token")
+        assert await press("Breaker open", token) == f"breaker {selected}: done"
+        assert (await press("Read now", token)).endswith(": done")
+        # the meter twin really disconnected its load: no power through an open breaker
+        latest = f"fetch('/api/meters/{selected}/latest').then(r => r.json())"
+        assert (await cdp.js(latest))["power"]["value"] == 0
+        assert await press("Breaker close", token) == f"breaker {selected}: done"
+        assert (await press("Read now", token)).endswith(": done")
+        assert (await cdp.js(latest))["power"]["value"] > 0
+        assert (await press("Sync clock", token)).endswith(": done")
+        shot = await cdp.call("Page.captureScreenshot", format="png")
+        width, height, _ = read_png(base64.b64decode(shot["data"]))
+        assert width > 0 and height > 0
+
+
+async def test_breaker_badge_confirmation_and_command_list(tmp_path: Path) -> None:
+    # a head-end in this process over the Kamstrup twin, reading the additional read-out (which
+    # carries the breaker state), so that the test can look at the twin's own breaker
+    from mbuskit.headend.config import parse_config
+    from mbuskit.headend.runtime import Headend
+    from mbuskit.headend.storage.sqlite import SqliteStorage
+    from mbuskit.slave.emulator import Emulator, seeded_meters
+    from mbuskit.slave.emulator_config import EmulatorConfig, GatewaySpec
+    from mbuskit.slave.meter import BreakerState
+
+    _need_chromium()
+    token = "browser-token-1"
+    (spec,) = seeded_meters(1, 41)
+    emu = Emulator(EmulatorConfig(gateways=(GatewaySpec(meters=(spec,), port=0),)))
+    await emu.start()
+    cfg = parse_config(
+        f'[http]\nbind = "127.0.0.1:0"\ntoken = "{token}"\n'
+        f'[[buses]]\nname = "gw"\ntcp = "{emu.served[0].where}"\nbaud = 2400\n'
+        '[[meters]]\nname = "flat"\nbus = "gw"\nprimary = 1\nbreaker = true\n'
+        'data = "additional"\ninterval = "1h"\n')
+    h = Headend(cfg, storage=SqliteStorage(tmp_path / "r.db"))
+    await h.start()
+    assert h.url is not None
+
+    def twin() -> BreakerState:
+        state: BreakerState = emu.find_meter(spec.serial_number).breaker
+        return state
+
+    commands = "fetch('/api/commands?meter=flat').then(r => r.json()).then(b => b.commands)"
+    badge = "document.querySelector('[data-meter=\"flat\"] .badge')"
+    try:
+        async with cdp_page(h.url, tmp_path / "cdp") as cdp:
+            # the start-up read carried the state: the badge shows it
+            await cdp.until(f"{badge} && {badge}.dataset.breaker === 'closed'")
+            assert await cdp.js(f"{badge}.textContent") == "breaker closed"
+            # disconnect, then cancel: nothing is sent
+            await click_command(cdp, "Breaker open", token)
+            await answer_dialog(cdp, "confirm-no")
+            assert "cancelled" in await cdp.until(f"/cancelled/.test({RESULT}) && {RESULT}")
+            await asyncio.sleep(0.5)
+            assert twin() is BreakerState.CONNECTED
+            assert await cdp.js(commands) == []
+            # disconnect, confirmed: the twin opens, the audit row is there and listed
+            await click_command(cdp, "Breaker open", token)
+            await answer_dialog(cdp, "confirm-yes")
+            assert await cdp.until(f"/done|:/.test({RESULT}) && {RESULT}") == "breaker flat: done"
+            assert twin() is BreakerState.DISCONNECTED
+            (row,) = await cdp.js(commands)
+            assert (row["command"], row["args"], row["outcome"], row["origin"]) == (
+                "breaker", {"state": "open"}, "ok", "http")
+            assert row["readback"]["breaker_state"] == "open"
+            await cdp.until(f"{badge}.dataset.breaker === 'open'")
+            assert await cdp.js(f"{badge}.textContent") == "breaker open: disconnected"
+            rows = "[...document.querySelectorAll('#command-rows tr')]"
+            await cdp.until(f"{rows}.length === 1")
+            cells = await cdp.js(f"{rows}.map(r => [r.dataset.outcome, r.textContent])")
+            assert cells[0][0] == "ok" and "breaker" in cells[0][1] and "state=open" in cells[0][1]
+            # reconnecting needs no confirmation; the list shows both, the badge follows
+            await click_command(cdp, "Breaker close", token)
+            assert await cdp.until(f"/done|:/.test({RESULT}) && {RESULT}") == "breaker flat: done"
+            assert twin() is BreakerState.CONNECTED
+            await cdp.until(f"{rows}.length === 2")
+            await cdp.until(f"{badge}.dataset.breaker === 'closed'")
+    finally:
+        await h.stop()
+        await emu.stop()

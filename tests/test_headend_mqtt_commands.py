@@ -227,6 +227,10 @@ async def test_acl_retained_stale_and_fresh_commands_on_an_encrypted_twin(
         assert await async_wait(lambda: breaker_shown() == "closed")
         assert pub.ignored == 3
         assert site.emulator.meters[0][1].device.security_refusals == 0
+        # the audit trail holds the two commands taken, from MQTT, none of the ignored ones
+        audit = (await site.client.get("/api/commands")).json()["commands"]
+        assert [(x["origin"], x["args"]["state"], x["outcome"]) for x in audit] == [
+            ("mqtt", "closed", "ok"), ("mqtt", "open", "ok")]
     finally:
         watch.disconnect()
         watch.loop_stop()

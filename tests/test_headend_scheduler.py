@@ -132,6 +132,7 @@ async def test_commands_go_through_the_bus(tmp_path: Path) -> None:
     cfg = _config(buses=1)
     readers = _readers(cfg)
     s = Scheduler(cfg, readers, SqliteStorage(tmp_path / "r.db"))
+    s.storage.init()  # a command needs its audit table (start() would create it)
     assert await s.command("relay", "breaker", {"state": "open"}) == {"ok": True}
     assert readers["b0"].commands == [("relay", "breaker", {"state": "open"})]
     with pytest.raises(CommandError, match="not enabled"):

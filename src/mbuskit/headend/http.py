@@ -27,10 +27,13 @@ from ..errors import MBusError
 from .config import MeterConfig
 from .metrics import render_metrics
 from .model import Reading, breaker_state
-from .scheduler import CommandError, MeterRefused, Scheduler
+from .scheduler import AuditUnavailable, CommandError, MeterRefused, Scheduler
 
 STATIC = Path(__file__).with_name("static")
 MAX_HISTORY = 100_000
+MAX_COMMANDS = 1000
+# the origin of an HTTP command in the audit trail; one shared token names nobody in particular
+HTTP_ORIGIN = "http"
 
 
 class ApiError(Exception):
@@ -168,6 +171,34 @@ class HeadendApi:
         return Response(buf.getvalue(), media_type="text/csv", headers={
             "content-disposition": f'attachment; filename="{name}.csv"'})
 
+    async def commands(self, request: Request) -> Response:
+        q = request.query_params
+        try:
+            limit = int(q.get("limit", "100"))
+        except ValueError:
+            raise ApiError(400, "limit must be an integer") from None
+        if not 1 <= limit <= MAX_COMMANDS:
+            raise ApiError(400, f"limit must be 1-{MAX_COMMANDS}")
+        # the cursor: an id (digits, as "next" gives it) or a time (ISO 8601), never both
+        # readings of one string, so an id is never taken for a time
+        before = q.get("before") or None
+        before_id = before_time = None
+        if before is not None:
+            if before.isdigit():
+                before_id = int(before)
+            else:
+                try:
+                    before_time = datetime.fromisoformat(before).timestamp()
+                except ValueError:
+                    raise ApiError(400, "before: expected a command id or an ISO 8601 time, "
+                                        f"got {before!r}") from None
+        rows = await asyncio.to_thread(self.s.storage.commands, meter=q.get("meter") or None,
+                                       before_id=before_id, before_time=before_time,
+                                       limit=limit)
+        last = rows[-1].id if len(rows) == limit else None
+        return JSONResponse({"commands": [r.as_dict() for r in rows],
+                             "next": None if last is None else str(last)})
+
     async def read(self, request: Request) -> Response:
         self._authorize(request)
         m = self._meter(request)
@@ -197,14 +228,14 @@ class HeadendApi:
         state = body.get("state")
         if state not in ("open", "closed"):
             raise ApiError(400, 'body must be {"state": "open"} or {"state": "closed"}')
-        result = await self.s.command(m.name, "breaker", {"state": state})
+        result = await self.s.command(m.name, "breaker", {"state": state}, origin=HTTP_ORIGIN)
         return JSONResponse({"meter": m.name, "breaker": state, "result": _jsonable(result)})
 
     async def time_sync(self, request: Request) -> Response:
         self._authorize(request)
         m = self._meter(request)
         when = datetime.fromtimestamp(self.s.clock(), UTC)
-        result = await self.s.command(m.name, "set_time", {"when": when})
+        result = await self.s.command(m.name, "set_time", {"when": when}, origin=HTTP_ORIGIN)
         return JSONResponse({"meter": m.name, "time": when.isoformat(),
                              "result": _jsonable(result)})
 
@@ -229,6 +260,9 @@ async def _api_error(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": exc.message}, status_code=exc.status)
     if isinstance(exc, CommandError):
         return JSONResponse({"error": str(exc)}, status_code=409)
+    if isinstance(exc, AuditUnavailable):
+        # nothing was sent: the head-end refuses commands it cannot record
+        return JSONResponse({"error": str(exc)}, status_code=503)
     if isinstance(exc, MeterRefused):
         # the bus works and the meter answered: it said no, which no retry will change
         return JSONResponse({"error": str(exc), "refused": True}, status_code=422)
@@ -241,6 +275,7 @@ def create_app(scheduler: Scheduler, *, token: str | None = None) -> Starlette:
         Route("/", api.index),
         Route("/api/meters", api.meters),
         Route("/api/buses", api.buses),
+        Route("/api/commands", api.commands),
         Route("/api/meters/{name}", api.meter),
         Route("/api/meters/{name}/latest", api.latest),
         Route("/api/meters/{name}/history", api.history),

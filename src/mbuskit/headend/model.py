@@ -65,6 +65,33 @@ class Poll:
     seq: int = 0
 
 
+# What an audited command came to: "pending" while it runs (and for good when the head-end
+# stopped before it ended, so its outcome is unknown), then one of the other four
+OUTCOMES = ("pending", "ok", "refused", "unreachable", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandEntry:
+    """One command in the audit trail (``commands`` table): who asked what of which meter,
+    and what came of it."""
+
+    time: float  # head-end clock when the command was taken, seconds since the epoch
+    origin: str  # "http", "mqtt" (later "cli"), with ":name" when the asker is known
+    meter: str
+    command: str  # "breaker", "set_time"
+    args: dict[str, Any]
+    outcome: str = "pending"
+    message: str | None = None  # the refusal or error
+    readback: dict[str, Any] | None = None  # the state read back after it, e.g. breaker_state
+    finished: float | None = None
+    id: int | None = None  # given by the storage
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "time": self.time, "origin": self.origin, "meter": self.meter,
+                "command": self.command, "args": self.args, "outcome": self.outcome,
+                "message": self.message, "readback": self.readback, "finished": self.finished}
+
+
 def register_name(rec: DataRecord) -> str:
     parts = [rec.quantity or f"vif_{rec.vif or 0:02x}"]
     if rec.vif is not None and rec.vif & 0x7F == 0x7F:
@@ -191,6 +218,8 @@ def manufacturer_letters(code: int) -> str:
 
 __all__ = [
     "BREAKER_STATES",
+    "OUTCOMES",
+    "CommandEntry",
     "Identity",
     "Poll",
     "Reading",

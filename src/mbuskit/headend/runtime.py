@@ -59,9 +59,11 @@ class Headend:
 
             # before the scheduler starts: the catch-up reads at start are published too
             # (queued until the broker answers)
+            # MQTT 3.1.1 does not tell a subscriber who published: the broker's ACL decides
+            # who may command (docs/headend.md), so the audit trail says "mqtt"
             pub = MqttPublisher(self.config.mqtt, node=self.config.name,
                                 meters=self.config.meters,
-                                on_command=s.command)
+                                on_command=lambda m, c, a: s.command(m, c, a, origin="mqtt"))
             s.listeners.append(pub.publish_poll)
             pub.start()
             self.mqtt = pub

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..codec import timing
-from ..errors import MBusError
+from ..errors import MBusError, TransportError
 from .config import Config, MeterConfig
 from .model import (
+    CommandEntry,
     Identity,
     Poll,
     TelegramLike,
@@ -38,7 +39,7 @@ from .model import (
     with_breaker,
 )
 from .spool import Spool
-from .storage.base import Storage, StorageError
+from .storage.base import Storage, StorageError, json_text
 
 log = logging.getLogger("mbuskit.headend")
 
@@ -69,6 +70,18 @@ class CommandError(MBusError):
 
 class MeterRefused(MBusError):
     """The meter refused a command (CI 70h application error), or its key does not match."""
+
+
+class AuditUnavailable(MBusError):
+    """The command's audit row could not be written, so the command was not sent."""
+
+
+def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, CommandError | MeterRefused):
+        return "refused"  # by the head-end (not enabled, bus leased elsewhere) or the meter
+    if isinstance(exc, TransportError | TimeoutError | OSError):
+        return "unreachable"  # silence or a lost link: the meter may not have heard it
+    return "error"
 
 
 @dataclass(slots=True)
@@ -362,10 +375,47 @@ class Scheduler:
             raise CommandError(f"no meter named {name!r}")
         return await self.poll(meter)
 
-    async def command(self, name: str, command: str, args: Mapping[str, Any]) -> Any:
+    async def command(self, name: str, command: str, args: Mapping[str, Any], *,
+                      origin: str = "http") -> Any:
+        """Run a command on a meter, audited: its row is committed before anything goes on the
+        bus, and a command whose row cannot be written is refused (``AuditUnavailable``), so
+        that no breaker is ever switched without a trace (docs/headend.md, "Audit trail")."""
         meter = self.meters.get(name)
         if meter is None:
             raise CommandError(f"no meter named {name!r}")
+        entry = CommandEntry(time=self.clock(), origin=origin, meter=name, command=command,
+                             args=dict(args))
+        try:
+            entry_id = await asyncio.to_thread(self.storage.open_command, entry)
+        except Exception as exc:
+            log.error("meter %s: %s %s from %s refused: audit row not written: %r", name,
+                      command, json_text(entry.args), origin, exc)
+            raise AuditUnavailable(f"meter {name}: command not sent: the audit trail cannot "
+                                   f"be written ({exc})") from exc
+        try:
+            result = await self._command(meter, command, args)
+        except Exception as exc:
+            await self._audit_close(entry_id, name, _outcome(exc), str(exc) or
+                                    type(exc).__name__, None)
+            raise
+        readback = {k: result[k] for k in ("breaker_state", "breaker_detail")
+                    if k in result} if isinstance(result, dict) else {}
+        await self._audit_close(entry_id, name, "ok", None, readback or None)
+        return result
+
+    async def _audit_close(self, entry_id: int, meter: str, outcome: str, message: str | None,
+                           readback: dict[str, Any] | None) -> None:
+        try:
+            await asyncio.to_thread(self.storage.close_command, entry_id, outcome=outcome,
+                                    message=message, readback=readback, finished=self.clock())
+        except Exception as exc:
+            # the command has run and cannot be taken back: its row stays "pending" (outcome
+            # unknown), which the log completes
+            log.error("meter %s: command %d %s (%s), but its audit row was not completed: %r",
+                      meter, entry_id, outcome, message or "", exc)
+
+    async def _command(self, meter: MeterConfig, command: str, args: Mapping[str, Any]) -> Any:
+        name = meter.name
         if command == "breaker" and not meter.breaker:
             raise CommandError(f"breaker control is not enabled for meter {name!r}")
         if not self.buses[meter.bus].owned:
@@ -448,5 +498,5 @@ async def run_forever(scheduler: Scheduler, *extra: Awaitable[Any]) -> None:
         await scheduler.stop()
 
 
-__all__ = ["BusStats", "CommandError", "MeterHealth", "MeterRefused", "Reader", "Scheduler",
-           "run_forever"]
+__all__ = ["AuditUnavailable", "BusStats", "CommandError", "MeterHealth", "MeterRefused",
+           "Reader", "Scheduler", "run_forever"]

@@ -50,6 +50,7 @@ function renderBuses(buses, meters) {
         (m.address.primary !== null ? m.address.primary : m.address.secondary)));
       card.append(el("div", { class: "state" }, m.health.state +
         (m.health.last_error && m.health.state !== "ok" ? ": " + m.health.last_error : "")));
+      if (m.breaker || m.breaker_state) card.append(breakerBadge(m.breaker_state));
       const l = m.latest;
       card.append(el("div", { class: "values" },
         `${fmt(l.energy && l.energy.value, "Wh")} · ${fmt(l.power && l.power.value, "W")}`));
@@ -59,6 +60,17 @@ function renderBuses(buses, meters) {
     sec.append(grid);
     root.append(sec);
   }
+}
+
+// What the meter last said (its own read-out), not what was last commanded: "unknown" until a
+// read-out carried the state (a standard read-out never does).
+function breakerBadge(b) {
+  const state = b ? b.state : "unknown";
+  const text = !b ? "breaker unknown" :
+    b.state === "closed" ? "breaker closed" : `breaker open: ${b.detail}`;
+  return el("span", { class: "badge", "data-breaker": state,
+                      title: b ? "read " + new Date(b.read_time * 1000).toLocaleString() : "" },
+            text);
 }
 
 function renderSelect(meters) {
@@ -136,6 +148,24 @@ async function refreshPlots() {
   document.body.dataset.plotSeries = String(energy.length + power.length);
 }
 
+function cell(text) { return el("td", {}, text === null || text === undefined ? "" : text); }
+
+async function refreshCommands() {
+  const body = document.getElementById("command-rows");
+  if (!selected) { body.replaceChildren(); return; }
+  const r = await getJSON(`/api/commands?limit=10&meter=${encodeURIComponent(selected)}`);
+  body.replaceChildren(...r.commands.map(c => {
+    const tr = el("tr", { "data-outcome": c.outcome, "data-id": String(c.id) });
+    const args = Object.entries(c.args).map(([k, v]) => `${k}=${v}`).join(" ");
+    const back = c.readback && c.readback.breaker_state ?
+      `breaker ${c.readback.breaker_state} (${c.readback.breaker_detail})` : "";
+    tr.append(cell(new Date(c.time * 1000).toLocaleString()), cell(c.origin), cell(c.command),
+              cell(args), cell(c.outcome + (c.message ? ": " + c.message : "")), cell(back));
+    return tr;
+  }));
+  document.body.dataset.commands = String(r.commands.length);
+}
+
 async function refresh() {
   const status = document.getElementById("status");
   try {
@@ -144,6 +174,12 @@ async function refresh() {
     renderBuses(buses, meters);
     updateButtons(meters);
     await refreshPlots();
+    // the audit list is an aid, not the page: its failure shows there and stops nothing else
+    await refreshCommands().catch(e => {
+      const tr = el("tr");
+      tr.append(el("td", { colspan: "6" }, "commands: " + e.message));
+      document.getElementById("command-rows").replaceChildren(tr);
+    });
     const ok = meters.filter(m => m.health.state === "ok").length;
     status.textContent = `${meters.length} meters, ${ok} answering · updated ` +
       new Date().toLocaleTimeString();
@@ -155,6 +191,23 @@ async function refresh() {
   }
 }
 
+// A disconnect cuts a household's supply: asked once more in the page, and nothing is sent
+// unless confirmed. An in-page <dialog>, not window.confirm, so that it can be styled and
+// tested like the rest of the page.
+function confirmDisconnect(meter) {
+  const dlg = document.getElementById("confirm-dialog");
+  document.getElementById("confirm-text").textContent =
+    `Disconnect the breaker of meter ${meter}? Its load loses supply until reconnected.`;
+  return new Promise(resolve => {
+    const yes = document.getElementById("confirm-yes"), no = document.getElementById("confirm-no");
+    const done = ok => { yes.onclick = no.onclick = dlg.oncancel = null; dlg.close(); resolve(ok); };
+    yes.onclick = () => done(true);
+    no.onclick = () => done(false);
+    dlg.oncancel = e => { e.preventDefault(); done(false); };  // Escape = cancel
+    dlg.showModal();
+  });
+}
+
 // Commands put frames on the bus, so the API wants the token (kept for this tab only).
 async function command(btn) {
   const out = document.getElementById("cmd-result");
@@ -162,16 +215,21 @@ async function command(btn) {
   sessionStorage.setItem("mbus-token", token);
   if (!selected) return;
   const cmd = btn.dataset.cmd;
+  const meter = selected;
+  if (cmd === "breaker" && btn.dataset.state === "open" && !(await confirmDisconnect(meter))) {
+    out.textContent = `breaker ${meter}: cancelled, nothing sent`;
+    return;
+  }
   const init = { method: "POST", headers: { "Authorization": "Bearer " + token } };
   if (cmd === "breaker") {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify({ state: btn.dataset.state });
   }
-  out.textContent = `${cmd} ${selected}…`;
+  out.textContent = `${cmd} ${meter}…`;
   try {
-    const r = await fetch(`/api/meters/${encodeURIComponent(selected)}/${cmd}`, init);
+    const r = await fetch(`/api/meters/${encodeURIComponent(meter)}/${cmd}`, init);
     const body = await r.json();
-    out.textContent = r.ok ? `${cmd} ${selected}: done` : `${cmd} ${selected}: ${body.error}`;
+    out.textContent = r.ok ? `${cmd} ${meter}: done` : `${cmd} ${meter}: ${body.error}`;
     if (r.ok) refresh();
   } catch (e) {
     out.textContent = `${cmd}: ${e.message}`;

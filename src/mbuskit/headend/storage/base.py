@@ -10,6 +10,10 @@ Each poll is committed in one transaction; a reading is unique by (meter, regist
 (seq 0 = the slot's scheduled poll, see ``Poll.seq``), so a
 poll repeated after a crash (killed before its commit) or after downtime writes no duplicate.
 Methods are blocking; the head-end calls them from a worker thread.
+
+Commands are audited in the ``commands`` table: a row is written before a command goes on the
+bus (``open_command``) and completed with its outcome afterwards (``close_command``); rows are
+never deleted or changed after that.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ...errors import MBusError
-from ..model import Identity, Poll, Reading
+from ..model import CommandEntry, Identity, Poll, Reading
 
 
 class StorageError(MBusError):
@@ -58,6 +62,18 @@ class Storage(Protocol):
                 until: float | None = None, limit: int = 10000) -> list[Reading]: ...
 
     def count(self) -> int: ...
+
+    def open_command(self, entry: CommandEntry) -> int:
+        """Commit the audit row of a command about to run (outcome "pending"); its id."""
+        ...
+
+    def close_command(self, id: int, *, outcome: str, message: str | None,
+                      readback: dict[str, Any] | None, finished: float) -> None: ...
+
+    def commands(self, *, meter: str | None = None, before_id: int | None = None,
+                 before_time: float | None = None, limit: int = 100) -> list[CommandEntry]:
+        """Audit rows, newest first."""
+        ...
 
     def close(self) -> None: ...
 
@@ -117,14 +133,74 @@ def history_query(meter: str, *, register: str | None, since: float | None, unti
     return sql, args
 
 
+def _plain(value: Any) -> Any:
+    # command arguments hold datetimes (set_time); ISO 8601 keeps them readable and exact
+    iso = getattr(value, "isoformat", None)
+    return iso() if callable(iso) else str(value)
+
+
+def json_text(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=_plain)
+
+
+def _json_dict(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"unparsed": text}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+COMMAND_INSERT = ("INSERT INTO commands (time, origin, meter, command, args, outcome)"
+                  " VALUES ({m}, {m}, {m}, {m}, {m}, {m})")
+COMMAND_UPDATE = ("UPDATE commands SET outcome = {m}, message = {m}, readback = {m},"
+                  " finished = {m} WHERE id = {m}")
+
+
+def command_insert_args(entry: CommandEntry) -> tuple[Any, ...]:
+    return (entry.time, entry.origin, entry.meter, entry.command,
+            json_text(entry.args) or "{}", entry.outcome)
+
+
+def commands_query(*, meter: str | None, before_id: int | None, before_time: float | None,
+                   limit: int, mark: str) -> tuple[str, list[Any]]:
+    """Audit rows newest first (by id: the order they were taken in), for either database."""
+    sql = ("SELECT id, time, origin, meter, command, args, outcome, message, readback, finished"
+           " FROM commands WHERE 1 = 1")
+    args: list[Any] = []
+    for clause, value in (("meter =", meter), ("id <", before_id), ("time <", before_time)):
+        if value is not None:
+            sql += f" AND {clause} {mark}"
+            args.append(value)
+    sql += f" ORDER BY id DESC LIMIT {mark}"
+    args.append(limit)
+    return sql, args
+
+
+def command_entry(row: Sequence[Any]) -> CommandEntry:
+    id_, time, origin, meter, command, args, outcome, message, readback, finished = row
+    return CommandEntry(time=float(time), origin=str(origin), meter=str(meter),
+                        command=str(command), args=_json_dict(args) or {}, outcome=str(outcome),
+                        message=message, readback=_json_dict(readback),
+                        finished=None if finished is None else float(finished), id=int(id_))
+
+
 __all__ = [
+    "COMMAND_INSERT",
+    "COMMAND_UPDATE",
     "LATEST_ALL_SQL",
     "MeterRow",
     "Storage",
     "StorageError",
+    "command_entry",
+    "command_insert_args",
+    "commands_query",
     "group_latest",
     "history_query",
     "identity_json",
     "identity_parse",
+    "json_text",
     "newest",
 ]

@@ -15,15 +15,21 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from ..model import Poll, Reading
+from ..model import CommandEntry, Poll, Reading
 from .base import (
+    COMMAND_INSERT,
+    COMMAND_UPDATE,
     LATEST_ALL_SQL,
     MeterRow,
     StorageError,
+    command_entry,
+    command_insert_args,
+    commands_query,
     group_latest,
     history_query,
     identity_json,
     identity_parse,
+    json_text,
     newest,
 )
 
@@ -51,6 +57,19 @@ CREATE TABLE IF NOT EXISTS readings (
 );
 CREATE INDEX IF NOT EXISTS readings_by_time ON readings (meter, read_time);
 CREATE INDEX IF NOT EXISTS readings_by_slot ON readings (meter, slot);
+CREATE TABLE IF NOT EXISTS commands (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    time DOUBLE PRECISION NOT NULL,
+    origin TEXT NOT NULL,
+    meter TEXT NOT NULL,
+    command TEXT NOT NULL,
+    args TEXT NOT NULL DEFAULT '{}',
+    outcome TEXT NOT NULL,
+    message TEXT,
+    readback TEXT,
+    finished DOUBLE PRECISION
+);
+CREATE INDEX IF NOT EXISTS commands_by_meter ON commands (meter, id);
 CREATE TABLE IF NOT EXISTS bus_leases (
     bus TEXT PRIMARY KEY,
     owner TEXT,
@@ -168,6 +187,26 @@ class PostgresStorage:
     def count(self) -> int:
         rows = self._run(lambda c: c.execute("SELECT count(*) FROM readings").fetchall())
         return int(rows[0][0])
+
+    def open_command(self, entry: CommandEntry) -> int:
+        def go(c: psycopg.Connection[Any]) -> int:
+            row = c.execute(COMMAND_INSERT.format(m="%s") + " RETURNING id",
+                            command_insert_args(entry)).fetchone()
+            assert row is not None
+            return int(row[0])
+        return self._run(go)
+
+    def close_command(self, id: int, *, outcome: str, message: str | None,
+                      readback: dict[str, Any] | None, finished: float) -> None:
+        self._run(lambda c: c.execute(COMMAND_UPDATE.format(m="%s"),
+                                      (outcome, message, json_text(readback), finished, id)))
+
+    def commands(self, *, meter: str | None = None, before_id: int | None = None,
+                 before_time: float | None = None, limit: int = 100) -> list[CommandEntry]:
+        sql, args = commands_query(meter=meter, before_id=before_id, before_time=before_time,
+                                   limit=limit, mark="%s")
+        return [command_entry(row) for row in self._run(lambda c: c.execute(sql,
+                                                                            args).fetchall())]
 
     # ---- bus leases ----
     def acquire(self, buses: Sequence[str], lease_seconds: float) -> list[str]:

@@ -13,15 +13,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..model import Poll, Reading
+from ..model import CommandEntry, Poll, Reading
 from .base import (
+    COMMAND_INSERT,
+    COMMAND_UPDATE,
     LATEST_ALL_SQL,
     MeterRow,
     StorageError,
+    command_entry,
+    command_insert_args,
+    commands_query,
     group_latest,
     history_query,
     identity_json,
     identity_parse,
+    json_text,
     newest,
 )
 
@@ -47,6 +53,19 @@ CREATE TABLE IF NOT EXISTS readings (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS readings_by_time ON readings (meter, read_time);
 CREATE INDEX IF NOT EXISTS readings_by_slot ON readings (meter, slot);
+CREATE TABLE IF NOT EXISTS commands (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    origin TEXT NOT NULL,
+    meter TEXT NOT NULL,
+    command TEXT NOT NULL,
+    args TEXT NOT NULL DEFAULT '{}',
+    outcome TEXT NOT NULL,
+    message TEXT,
+    readback TEXT,
+    finished REAL
+);
+CREATE INDEX IF NOT EXISTS commands_by_meter ON commands (meter, id);
 """
 
 
@@ -151,6 +170,24 @@ class SqliteStorage:
 
     def count(self) -> int:
         return int(self._query("SELECT count(*) FROM readings")[0][0])
+
+    def open_command(self, entry: CommandEntry) -> int:
+        with self._tx() as db:
+            cur = db.execute(COMMAND_INSERT.format(m="?"), command_insert_args(entry))
+            assert cur.lastrowid is not None
+            return int(cur.lastrowid)
+
+    def close_command(self, id: int, *, outcome: str, message: str | None,
+                      readback: dict[str, Any] | None, finished: float) -> None:
+        with self._tx() as db:
+            db.execute(COMMAND_UPDATE.format(m="?"),
+                       (outcome, message, json_text(readback), finished, id))
+
+    def commands(self, *, meter: str | None = None, before_id: int | None = None,
+                 before_time: float | None = None, limit: int = 100) -> list[CommandEntry]:
+        sql, args = commands_query(meter=meter, before_id=before_id, before_time=before_time,
+                                   limit=limit, mark="?")
+        return [command_entry(row) for row in self._query(sql, tuple(args))]
 
     def close(self) -> None:
         with self._lock:
