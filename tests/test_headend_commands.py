@@ -151,3 +151,47 @@ async def test_plain_meter_still_takes_plain_commands(tmp_path: Path) -> None:
         assert site.breaker() is BreakerState.DISCONNECTED
     finally:
         await stop_site(site)
+
+
+async def test_breaker_the_meter_does_not_show_is_unverified(tmp_path: Path) -> None:
+    # a stuck relay: the module acknowledges the disconnect, but its contact stays closed
+    site = await start_site(tmp_path, twin_key=None, headend_key=None)
+    try:
+        twin = site.twin
+        twin.breaker_disconnect = lambda now: twin.breaker
+        r = await site.client.post("/api/meters/flat/breaker", json={"state": "open"})
+        assert r.status_code == 500, r.text
+        body = r.json()
+        assert body["unverified"] is True
+        assert body["breaker_state"] == "closed" and body["breaker_detail"] == "connected"
+        assert "reads back closed" in body["error"]
+        assert site.breaker() is BreakerState.CONNECTED
+        (row,) = (await site.client.get("/api/commands")).json()["commands"]
+        assert row["outcome"] == "unverified"
+        assert row["readback"] == {"breaker_state": "closed", "breaker_detail": "connected"}
+        # the meter that does switch: 200 and its read-back, as before
+        del twin.breaker_disconnect
+        r = await site.client.post("/api/meters/flat/breaker", json={"state": "open"})
+        assert r.status_code == 200, r.text
+        assert r.json()["result"]["breaker_state"] == "open"
+    finally:
+        await stop_site(site)
+
+
+async def test_refused_unreachable_and_unverified_answer_apart(tmp_path: Path) -> None:
+    site = await start_site(tmp_path, twin_key=None, headend_key=KEY)
+    try:
+        # refused by the meter (CI 70h): 422
+        r = await site.client.post("/api/meters/flat/breaker", json={"state": "open"})
+        assert r.status_code == 422 and r.json()["refused"] is True
+        # the gateway gone: 502, no "refused"/"unverified"
+        await site.emulator.stop()
+        r = await site.client.post("/api/meters/flat/breaker", json={"state": "open"})
+        assert r.status_code == 502, r.text
+        assert "refused" not in r.json() and "unverified" not in r.json()
+        outcomes = [c["outcome"] for c in
+                    (await site.client.get("/api/commands")).json()["commands"]]
+        assert outcomes == ["unreachable", "refused"]
+    finally:
+        await site.client.aclose()
+        await site.headend.stop()

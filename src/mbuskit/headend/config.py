@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import LocalError
 
@@ -59,6 +60,13 @@ class MeterConfig:
     data: str = "standard"  # "standard" or "additional" (which telegram set to read)
     interval: float = 900.0
     breaker: bool = False  # offer a breaker switch (HTTP command and HA switch)
+    # IANA zone of a meter whose clock runs local time; None: the clock runs UTC
+    timezone: str | None = None
+
+    @property
+    def zone(self) -> ZoneInfo | None:
+        # ZoneInfo caches by key, so a poll does not read the tz database again
+        return None if self.timezone is None else ZoneInfo(self.timezone)
 
     @property
     def address_kind(self) -> str:
@@ -244,6 +252,14 @@ def parse_duration(raw: int | float | str) -> float | None:
     if not m:
         return None
     return float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
+
+
+def _check_zone(s: _Section, name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # ValueError: no key ("../x", "")
+        raise s.error(f"unknown time zone {name!r} (an IANA name, e.g. \"Europe/Copenhagen\")",
+                      "timezone") from None
 
 
 def _host_port(text: str, default_port: int, *, allow_zero: bool = False) -> tuple[str, int] | None:
@@ -449,10 +465,13 @@ def parse_config(text: str, *, path: str | None = None) -> Config:
         if any(m.name == mname for m in meters):
             raise s.error(f"duplicate meter name {mname!r}", "name")
         interval = s.duration("interval", bus.interval or poll.interval) or poll.interval
+        timezone = s.get("timezone", str, None)
+        if timezone is not None:
+            _check_zone(s, timezone)
         meters.append(MeterConfig(
             name=mname, bus=bus_name, primary=primary, secondary=secondary,
             fabrication=fabrication, key=key, data=data, interval=interval,
-            breaker=s.get("breaker", bool, False),
+            breaker=s.get("breaker", bool, False), timezone=timezone,
         ))
         s.check_unknown()
 

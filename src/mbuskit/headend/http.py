@@ -27,7 +27,7 @@ from ..errors import MBusError
 from .config import MeterConfig
 from .metrics import render_metrics
 from .model import Reading, breaker_state
-from .scheduler import AuditUnavailable, CommandError, MeterRefused, Scheduler
+from .scheduler import AuditUnavailable, CommandError, MeterRefused, Scheduler, Unverified
 
 STATIC = Path(__file__).with_name("static")
 MAX_HISTORY = 100_000
@@ -236,7 +236,11 @@ class HeadendApi:
         m = self._meter(request)
         when = datetime.fromtimestamp(self.s.clock(), UTC)
         result = await self.s.command(m.name, "set_time", {"when": when}, origin=HTTP_ORIGIN)
+        # what was written, in UTC and in the meter's own zone (the wall time its clock shows)
+        zone = m.zone
         return JSONResponse({"meter": m.name, "time": when.isoformat(),
+                             "timezone": m.timezone or "UTC",
+                             "local_time": when.astimezone(zone or UTC).isoformat(),
                              "result": _jsonable(result)})
 
     async def metrics(self, request: Request) -> Response:
@@ -263,6 +267,11 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, AuditUnavailable):
         # nothing was sent: the head-end refuses commands it cannot record
         return JSONResponse({"error": str(exc)}, status_code=503)
+    if isinstance(exc, Unverified):
+        # the meter took the command but does not show the change: neither done (200) nor
+        # refused (422) nor unreachable (502); what it reads back goes with the answer
+        return JSONResponse({"error": str(exc), "unverified": True, **(exc.readback or {})},
+                            status_code=500)
     if isinstance(exc, MeterRefused):
         # the bus works and the meter answered: it said no, which no retry will change
         return JSONResponse({"error": str(exc), "refused": True}, status_code=422)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -30,7 +30,9 @@ class Reading:
     register: str
     value: float
     unit: str
-    meter_time: str | None  # the meter's own clock (ISO 8601, local to the meter), if it sent one
+    # the meter's own clock, if it sent one (ISO 8601): as the meter sent it (a UTC clock) or,
+    # for a meter with a time zone, converted to UTC with a "Z"
+    meter_time: str | None
     read_time: float  # head-end clock, seconds since the epoch
 
 
@@ -66,8 +68,9 @@ class Poll:
 
 
 # What an audited command came to: "pending" while it runs (and for good when the head-end
-# stopped before it ended, so its outcome is unknown), then one of the other four
-OUTCOMES = ("pending", "ok", "refused", "unreachable", "error")
+# stopped before it ended, so its outcome is unknown), then one of the others ("unverified":
+# taken by the meter, but the state read back does not show the change)
+OUTCOMES = ("pending", "ok", "refused", "unreachable", "unverified", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,18 +122,26 @@ def _number(value: object) -> float | None:
     return None
 
 
-def _meter_time(records: Sequence[DataRecord]) -> str | None:
+def _meter_time(records: Sequence[DataRecord], zone: tzinfo | None) -> str | None:
     for rec in records:
         if rec.kind is RecordKind.DATA and rec.storage == 0 and rec.valid and isinstance(
                 rec.value, datetime | date):
-            return rec.value.isoformat()
+            value = rec.value
+            if zone is None or not isinstance(value, datetime) or value.tzinfo is not None:
+                return value.isoformat()  # a UTC clock, or a date alone: as the meter sent it
+            # a wall time in the repeated hour of autumn is taken as the first (summer time)
+            # one: the codec does not keep type F's SU bit that would tell them apart
+            utc = value.replace(tzinfo=zone).astimezone(UTC)
+            return utc.replace(tzinfo=None).isoformat() + "Z"
     return None
 
 
-def readings_from(meter: str, telegrams: Sequence[TelegramLike], read_time: float) -> list[Reading]:
-    """Numeric data records of every telegram of one read, first occurrence of a register wins."""
+def readings_from(meter: str, telegrams: Sequence[TelegramLike], read_time: float, *,
+                  zone: tzinfo | None = None) -> list[Reading]:
+    """Numeric data records of every telegram of one read, first occurrence of a register wins.
+    ``zone``: the meter's clock runs that zone's local time (its ``meter_time`` becomes UTC)."""
     records = [r for t in telegrams for r in t.records]
-    meter_time = _meter_time(records)
+    meter_time = _meter_time(records, zone)
     out: dict[str, Reading] = {}
     for rec in records:
         if rec.kind is not RecordKind.DATA or not rec.valid:

@@ -4,6 +4,8 @@ Topics (``prefix`` from the config, default ``mbuskit``):
 
 * ``<prefix>/status``: ``online`` / ``offline`` (retained; the last will says offline),
 * ``<prefix>/<meter>/state``: the meter's latest poll as JSON (retained), one key per register,
+* ``<prefix>/<meter>/availability``: ``online`` while the meter answers, ``offline`` once the
+  scheduler marks it offline (``offline_after`` failed polls; retained),
 * ``<prefix>/<meter>/reading/<register>``: each reading as JSON with its unit, meter time and
   read time (retained),
 * ``<prefix>/<meter>/breaker/set``: ``open`` / ``closed`` or ``{"state": "open", "time": T}``,
@@ -102,6 +104,9 @@ class MqttPublisher:
 
     def state_topic(self, meter: str) -> str:
         return f"{self.prefix}/{meter}/state"
+
+    def availability_topic(self, meter: str) -> str:
+        return f"{self.prefix}/{meter}/availability"
 
     def reading_topic(self, meter: str, register: str) -> str:
         return f"{self.prefix}/{meter}/reading/{register}"
@@ -244,6 +249,22 @@ class MqttPublisher:
             self._send(self.reading_topic(poll.meter, r.register),
                        json.dumps(reading).encode(), True)
 
+    def publish_availability(self, meter: str, state: str) -> None:
+        """A scheduler health state as the meter's availability. A meter still ``retrying``
+        stays online: one missed answer on a bus is normal, and Home Assistant would flicker."""
+        if state in ("ok", "offline"):
+            payload = b"online" if state == "ok" else b"offline"
+            self._send(self.availability_topic(meter), payload, True)
+
+    def _availability(self, meter: str) -> dict[str, Any]:
+        # both must say online: a stopped head-end (its last will) or a meter that stopped
+        # answering each make the entities unavailable
+        return {"availability": [
+                    {"topic": topic, "payload_available": "online",
+                     "payload_not_available": "offline"}
+                    for topic in (self.status_topic, self.availability_topic(meter))],
+                "availability_mode": "all"}
+
     def _device(self, meter: str, ident: Identity) -> dict[str, Any]:
         device: dict[str, Any] = {"identifiers": [f"mbuskit_{self.node}_{meter}"],
                                   "name": meter, "via_device": f"mbuskit_{self.node}"}
@@ -274,7 +295,7 @@ class MqttPublisher:
             "unit_of_measurement": unit,
             "device_class": device_class,
             "state_class": state_class,
-            "availability_topic": self.status_topic,
+            **self._availability(meter),
             "device": self._device(meter, ident),
         }
         self._send(self.discovery_topic("sensor", meter, register),
@@ -288,7 +309,7 @@ class MqttPublisher:
             "command_topic": self.breaker_topic(meter),
             "payload_on": "closed",
             "payload_off": "open",
-            "availability_topic": self.status_topic,
+            **self._availability(meter),
             "device": self._device(meter, ident),
         }
         if self.meters[meter].data == "additional":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ..codec.header import SecondaryAddress
@@ -97,8 +97,18 @@ class MasterReader:
                 when = args["when"]
                 if not isinstance(when, datetime):
                     raise CommandError("set_time needs a datetime")
-                await self._send(meter, target, set_time_payload(when), "setting the clock")
-                return {"time": when.isoformat()}
+                # a meter whose clock runs local time gets its zone's wall time (with the
+                # summer-time bit type F carries); the others UTC
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=UTC)  # the head-end's times are UTC
+                zone = meter.zone
+                wall = when.astimezone(zone if zone is not None else UTC)
+                await self._send(meter, target, set_time_payload(wall), "setting the clock")
+                # type F holds minutes: that is what the meter's clock now reads
+                written = wall.replace(second=0, microsecond=0)
+                return {"time": when.astimezone(UTC).isoformat(),
+                        "timezone": meter.timezone or "UTC",
+                        "meter_clock": written.isoformat()}
             if name == "breaker":
                 # Kamstrup 162M/382M: disconnect is one command; reconnecting by command
                 # takes two, arm then connect (TD 5512-1040; docs/register-map.md)

@@ -65,6 +65,7 @@ class Headend:
                                 meters=self.config.meters,
                                 on_command=lambda m, c, a: s.command(m, c, a, origin="mqtt"))
             s.listeners.append(pub.publish_poll)
+            s.state_listeners.append(pub.publish_availability)
             pub.start()
             self.mqtt = pub
         await s.start(buses=[] if self.leased else None)

@@ -72,11 +72,22 @@ class MeterRefused(MBusError):
     """The meter refused a command (CI 70h application error), or its key does not match."""
 
 
+class Unverified(MBusError):
+    """The meter took a command, but the state read back does not show the change (or could
+    not be read): the command may or may not have acted, so it is not reported as done."""
+
+    def __init__(self, message: str, *, readback: dict[str, Any] | None) -> None:
+        super().__init__(message)
+        self.readback = readback
+
+
 class AuditUnavailable(MBusError):
     """The command's audit row could not be written, so the command was not sent."""
 
 
 def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, Unverified):
+        return "unverified"
     if isinstance(exc, CommandError | MeterRefused):
         return "refused"  # by the head-end (not enabled, bus leased elsewhere) or the meter
     if isinstance(exc, TransportError | TimeoutError | OSError):
@@ -114,6 +125,8 @@ class BusStats:
 
 
 PollListener = Callable[[Poll], None]
+# called with (meter, new health state) when a meter's state changes (MQTT availability)
+StateListener = Callable[[str, str], None]
 
 
 class Scheduler:
@@ -130,6 +143,7 @@ class Scheduler:
         self.retry_base = retry_base
         self.storage_retry = storage_retry
         self.listeners: list[PollListener] = []
+        self.state_listeners: list[StateListener] = []
         self.latest: dict[str, Poll] = {}  # the last poll of each meter read by this process
         self.health = {m.name: MeterHealth(m.name, m.bus) for m in config.meters}
         self.buses = {b.name: BusStats(b.name) for b in config.buses}
@@ -337,12 +351,14 @@ class Scheduler:
         read_time = self.clock()
         slot = math.floor(read_time / meter.interval)
         ident = identity_from(telegrams)
-        readings = with_breaker(readings_from(meter.name, telegrams, read_time), ident)
+        readings = with_breaker(readings_from(meter.name, telegrams, read_time,
+                                                zone=meter.zone), ident)
         # a triggered read in a slot already polled is an extra reading, kept beside it
         extra = not scheduled and self._last_slot.get(meter.name, -1) >= slot
         poll = Poll(meter.name, slot, read_time, ident, tuple(readings),
                     seq=max(int(read_time * 1000), 1) if extra else 0)
-        health.state, health.failures = "ok", 0
+        self._set_state(health, "ok")
+        health.failures = 0
         health.reads += 1
         health.last_ok = read_time
         health.identity = ident
@@ -363,10 +379,20 @@ class Scheduler:
         health.failures += 1
         health.errors += 1
         health.last_error = str(exc) or type(exc).__name__
-        health.state = "offline" if health.failures >= self.config.poll.offline_after \
-            else "retrying"
+        self._set_state(health, "offline" if health.failures >= self.config.poll.offline_after
+                        else "retrying")
         health.next_due = self.clock() + self._backoff(meter, health.failures)
         log.warning("meter %s: %s (failure %d)", meter.name, health.last_error, health.failures)
+
+    def _set_state(self, health: MeterHealth, state: str) -> None:
+        if health.state == state:
+            return
+        health.state = state
+        for listener in self.state_listeners:
+            try:
+                listener(health.name, state)
+            except Exception:  # a broken listener (e.g. MQTT) must not stop polling
+                log.exception("state listener failed")
 
     # ---- triggered reads and commands ----
     async def read_now(self, name: str) -> Poll | None:
@@ -396,7 +422,8 @@ class Scheduler:
             result = await self._command(meter, command, args)
         except Exception as exc:
             await self._audit_close(entry_id, name, _outcome(exc), str(exc) or
-                                    type(exc).__name__, None)
+                                    type(exc).__name__,
+                                    exc.readback if isinstance(exc, Unverified) else None)
             raise
         readback = {k: result[k] for k in ("breaker_state", "breaker_detail")
                     if k in result} if isinstance(result, dict) else {}
@@ -427,8 +454,15 @@ class Scheduler:
             # stored and published state follow at once, and a command that did not take shows
             poll = await self.poll(meter)
             state = breaker_state(poll.readings) if poll is not None else None
-            if isinstance(result, dict) and state is not None:
-                result = {**result, "breaker_state": state[0], "breaker_detail": state[1]}
+            if state is None:
+                raise Unverified(f"meter {name}: breaker {args.get('state')} sent, but the "
+                                 "state could not be read back", readback=None)
+            readback = {"breaker_state": state[0], "breaker_detail": state[1]}
+            if state[0] != args.get("state"):
+                raise Unverified(f"meter {name}: breaker {args.get('state')} sent, but the meter "
+                                 f"reads back {state[0]} ({state[1]})", readback=readback)
+            if isinstance(result, dict):
+                result = {**result, **readback}
         return result
 
     # ---- storage writer ----
@@ -499,4 +533,4 @@ async def run_forever(scheduler: Scheduler, *extra: Awaitable[Any]) -> None:
 
 
 __all__ = ["AuditUnavailable", "BusStats", "CommandError", "MeterHealth", "MeterRefused",
-           "Reader", "Scheduler", "run_forever"]
+           "Reader", "Scheduler", "StateListener", "Unverified", "run_forever"]

@@ -230,7 +230,8 @@ async function command(btn) {
     const r = await fetch(`/api/meters/${encodeURIComponent(meter)}/${cmd}`, init);
     const body = await r.json();
     out.textContent = r.ok ? `${cmd} ${meter}: done` : `${cmd} ${meter}: ${body.error}`;
-    if (r.ok) refresh();
+    // unverified: the meter took it but reads back otherwise; show what it says now
+    if (r.ok || body.unverified) refresh();
   } catch (e) {
     out.textContent = `${cmd}: ${e.message}`;
   }
