@@ -134,7 +134,8 @@ def test_key_file_decrypts_and_a_wrong_key_is_refused(gateway: Served, tmp_path:
 
 def test_writes_reach_the_meter(gateway: Served) -> None:
     slave1, slave2, slave3 = gateway.slaves[:3]
-    assert _mbus("set-address", "--port", gateway.url, "1", "21").output == "ok\n"
+    moved = _mbus("set-address", "--port", gateway.url, "1", "21")
+    assert moved.output == "ok: primary address 21 answers as 111122222D2C0102\n"
     assert slave1.primary_address == 21
     assert _mbus("set-id", "--port", gateway.url, "21", "99887766").exit_code == 0
     assert slave1.device.identity().ident == 99887766
@@ -180,8 +181,17 @@ def test_baud_auto_reports_each_meters_rate_on_a_serial_line() -> None:
         rates = {r["primary"]: r["baud"] for r in json.loads(result.output)}
         assert rates == {1: 2400, 2: 9600}
         switched = _mbus("baud", "--port", served.url, "1", "9600")
-        assert switched.exit_code == 0, switched.output
+        assert switched.output == "ok: now at 9600 baud (111122222D2C0102 answers at it)\n"
         assert slaves[0].baud == 9600
+
+    # by secondary address: selected and read again at the new rate (a fresh pty: a Linux pty
+    # whose rate a session changed refuses the next open with EINVAL, the parity limit of
+    # SerialServer)
+    slaves = [kamstrup_slave(SPECS[1], now, 9600, None)]
+    for served in _serve("pty", slaves):
+        back = _mbus("baud", "--port", served.url, "--baud", "9600", "11112223", "2400")
+        assert back.output == "ok: now at 2400 baud (111122232D2C0102 answers at it)\n"
+        assert slaves[0].baud == 2400
 
 
 def test_ctrl_c_stops_a_scan_and_prints_what_was_found(tmp_path: Path) -> None:
@@ -333,7 +343,8 @@ def test_all_asks_then_addresses_each_meter_on_its_own(gateway: Served, sent: li
     # without the key the keyed meter refuses; the others are done, the exit names the refusal
     partial = _mbus("tariff", "--port", gateway.url, "--all", "2", "--yes")
     assert partial.exit_code == cli_master.EXIT_REFUSED, partial.output
-    assert sum(line.endswith(": ok") for line in partial.stdout.splitlines()) == 3
+    assert sum(line.endswith(": ok: tariff 2 (by command)")
+               for line in partial.stdout.splitlines()) == 3
     assert "refused" in partial.stdout
     assert "1 of 4 meter(s) failed" in partial.stderr
 
@@ -348,19 +359,22 @@ def _clock(gateway: Served, address: str) -> str:
 
 def test_set_time_writes_utc_and_says_so(gateway: Served, monkeypatch: pytest.MonkeyPatch) -> None:
     offset = _mbus("set-time", "--port", gateway.url, "2", "--at", "2025-06-01T12:00+02:00")
-    assert offset.output == "ok: clock set to 2025-06-01T10:00:00Z\n", offset.output
+    assert offset.output == ("ok: clock set to 2025-06-01T10:00:00Z, reads "
+                             "2025-06-01T10:00Z\n"), offset.output
     assert _clock(gateway, "2") == "2025-06-01T10:00:00"
     zulu = _mbus("set-time", "--port", gateway.url, "11112223", "--at", "2025-01-15T08:30:00Z")
-    assert zulu.output == "ok: clock set to 2025-01-15T08:30:00Z\n"
+    assert zulu.output == "ok: clock set to 2025-01-15T08:30:00Z, reads 2025-01-15T08:30Z\n"
     assert _clock(gateway, "2") == "2025-01-15T08:30:00"
     with monkeypatch.context() as local:
         local.setenv("TZ", "Europe/Copenhagen")
         time.tzset()
         try:  # a naive --at is local time: 12:00 CEST is 10:00 UTC, 12:00 CET 11:00 UTC
             naive = _mbus("set-time", "--port", gateway.url, "2", "--at", "2025-06-01T12:00")
-            assert naive.output == "ok: clock set to 2025-06-01T10:00:00Z\n"
+            assert naive.output == ("ok: clock set to 2025-06-01T10:00:00Z, reads "
+                                    "2025-06-01T10:00Z\n")
             winter = _mbus("set-time", "--port", gateway.url, "2", "--at", "2025-01-15T12:00")
-            assert winter.output == "ok: clock set to 2025-01-15T11:00:00Z\n"
+            assert winter.output == ("ok: clock set to 2025-01-15T11:00:00Z, reads "
+                                     "2025-01-15T11:00Z\n")
             assert _clock(gateway, "2") == "2025-01-15T11:00:00"
             now = _mbus("set-time", "--port", gateway.url, "2")
         finally:
@@ -368,7 +382,7 @@ def test_set_time_writes_utc_and_says_so(gateway: Served, monkeypatch: pytest.Mo
             time.tzset()
     from datetime import UTC, datetime, timedelta
 
-    written = datetime.fromisoformat(now.output.split("clock set to ")[1].strip().rstrip("Z"))
+    written = datetime.fromisoformat(now.output.split("clock set to ")[1].split("Z")[0])
     assert abs(written - datetime.now(UTC).replace(tzinfo=None)) < timedelta(minutes=1)
     assert abs(datetime.fromisoformat(_clock(gateway, "2")) - written) <= timedelta(minutes=1)
 
@@ -424,5 +438,118 @@ def test_breaker_ok_only_when_the_state_shows_the_change(gateway: Served,
     # a relay that acknowledges but does not move (a stuck contact)
     monkeypatch.setattr(meter, "breaker_disconnect", lambda now: meter.breaker)
     stuck = _mbus("breaker", "--port", gateway.url, "2", "disconnect")
-    assert stuck.exit_code == cli_master.EXIT_REFUSED, stuck.output
+    assert stuck.exit_code == cli_master.EXIT_UNVERIFIED, stuck.output
     assert "breaker reads connected" in stuck.output and "ok" not in stuck.output
+
+
+# -- every command is read back: ok only when the read-back shows the change -------------------
+
+
+def _deaf(monkeypatch: pytest.MonkeyPatch, slave: Any) -> None:
+    """A module that acknowledges every command and carries out none (E5, nothing changes)."""
+    from mbuskit.slave.machine import ACCEPTED
+
+    monkeypatch.setattr(slave.device, "_execute", lambda record, now: ACCEPTED)
+
+
+def _failed(result: Any, code: int, text: str) -> None:
+    assert result.exit_code == code, result.output
+    assert text in result.output and "ok" not in result.stdout, result.output
+
+
+def test_refused_unreachable_and_unverified_exit_apart() -> None:
+    codes = {cli_master.EXIT_TIMEOUT, cli_master.EXIT_REFUSED, cli_master.EXIT_UNVERIFIED,
+             cli_master.EXIT_UNREACHABLE}
+    assert len(codes) == 4
+
+
+def test_set_address_is_read_back_at_the_new_address(gateway: Served,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    moved = _mbus("set-address", "--port", gateway.url, "11112223", "22")
+    assert moved.output == "ok: primary address 22 answers as 111122232D2C0102\n"
+    same = _mbus("set-address", "--port", gateway.url, "22", "22")
+    assert same.output == "ok: already at primary address 22 (111122232D2C0102)\n"
+    _deaf(monkeypatch, gateway.slaves[0])
+    lost = _mbus("set-address", "--port", gateway.url, "1", "23")
+    _failed(lost, cli_master.EXIT_UNREACHABLE, "nothing answers at 23; try its old address 1")
+    assert gateway.slaves[0].primary_address == 1
+
+
+def test_set_id_is_read_back_by_the_new_number(gateway: Served,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    renamed = _mbus("set-id", "--port", gateway.url, "1", "12345678")
+    assert renamed.output == "ok: meter number 12345678 answers as 123456782D2C0102 serial " \
+                             "70000001\n", renamed.output
+    same = _mbus("set-id", "--port", gateway.url, "1", "12345678")
+    assert same.output == "ok: already meter number 12345678\n"
+    _deaf(monkeypatch, gateway.slaves[1])
+    lost = _mbus("set-id", "--port", gateway.url, "2", "87654321")
+    _failed(lost, cli_master.EXIT_UNREACHABLE, "no meter answers the selection of 87654321")
+    assert gateway.slaves[1].device.identity().ident == 11112223
+    assert not any(s.selected for s in gateway.slaves)
+
+
+def test_set_time_is_read_back_from_the_clock(gateway: Served,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    _mbus("set-time", "--port", gateway.url, "2", "--at", "2025-06-01T10:00Z")
+    moved = _mbus("set-time", "--port", gateway.url, "2", "--offset", "3600")
+    assert moved.output == "ok: clock moved by 3600 s, reads 2025-06-01T11:00Z\n", moved.output
+    _deaf(monkeypatch, gateway.slaves[1])
+    stale = _mbus("set-time", "--port", gateway.url, "2", "--at", "2024-01-01T00:00Z")
+    _failed(stale, cli_master.EXIT_UNVERIFIED, "but it reads 2025-06-01T11:00Z")
+    stuck = _mbus("set-time", "--port", gateway.url, "2", "--offset", "-7200")
+    _failed(stuck, cli_master.EXIT_UNVERIFIED, "clock went from 2025-06-01T11:00Z to "
+                                               "2025-06-01T11:00Z")
+
+
+def test_tariff_is_read_back(gateway: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    forced = _mbus("tariff", "--port", gateway.url, "2", "3")
+    assert forced.output == "ok: tariff 3 (by command)\n", forced.output
+    again = _mbus("tariff", "--port", gateway.url, "11112223", "3")
+    assert again.output == "ok: already tariff 3 (by command)\n"
+    auto = _mbus("tariff", "--port", gateway.url, "2", "auto")
+    assert auto.exit_code == 0 and auto.output.endswith(" (by the tariff input)\n")
+    stop = _mbus("tariff", "--port", gateway.url, "2", "debiting-stop")
+    assert stop.output == "ok: debiting stop, 1 period(s) closed\n", stop.output
+    _deaf(monkeypatch, gateway.slaves[1])
+    _failed(_mbus("tariff", "--port", gateway.url, "2", "4"), cli_master.EXIT_UNVERIFIED,
+            "acknowledged tariff 4, but it reads tariff")
+    _failed(_mbus("tariff", "--port", gateway.url, "2", "debiting-stop"),
+            cli_master.EXIT_UNVERIFIED, "debiting stops still read 1")
+    # the read-backs gave the meter its standard telegram back (application reset)
+    read = _mbus("read", "--port", gateway.url, "2", "--format", "json")
+    assert len(json.loads(read.output)[0]["records"]) > 1
+
+
+def test_ct_ratio_and_its_lock_are_read_back(gateway: Served,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    ratio = _mbus("ct-ratio", "--port", gateway.url, "3", "150")
+    assert ratio.output == "ok: CT ratio 150, not locked\n", ratio.output
+    locked = _mbus("ct-ratio", "--port", gateway.url, "33334444", "150", "--lock")
+    assert locked.output == "ok: CT ratio 150, locked\n", locked.output
+    assert _mbus("ct-ratio", "--port", gateway.url, "3", "--lock").output == (
+        "ok: already CT ratio 150, locked\n")
+    _failed(_mbus("ct-ratio", "--port", gateway.url, "3", "200"), cli_master.EXIT_REFUSED,
+            "refused CT ratio 200")
+    _failed(_mbus("ct-ratio", "--port", gateway.url, "1", "50"), cli_master.EXIT_REFUSED,
+            "refused CT ratio 50")  # a direct meter has no ratio
+
+
+def test_ct_ratio_acknowledged_but_unchanged_is_unverified(gateway: Served,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    _deaf(monkeypatch, gateway.slaves[2])
+    _failed(_mbus("ct-ratio", "--port", gateway.url, "3", "150", "--lock"),
+            cli_master.EXIT_UNVERIFIED, "but it reads CT ratio ")
+    assert not gateway.slaves[2].device.meter.ct_locked
+
+
+def test_baud_not_answered_at_the_new_rate_is_unreachable(gateway: Served) -> None:
+    same = _mbus("baud", "--port", gateway.url, "2", "2400")
+    assert same.output == "ok: already at 2400 baud (111122232D2C0102 answers at it)\n"
+    # a TCP gateway's bus side stays at 2400: the meter acknowledges (at 2400) and is lost
+    lost = _mbus("baud", "--port", gateway.url, "11112223", "9600")
+    _failed(lost, cli_master.EXIT_UNREACHABLE, "does not answer at 9600")
+    assert "try --baud 9600, or --baud 2400" in lost.output
+    assert gateway.slaves[1].baud == 9600
+    primary = _mbus("baud", "--port", gateway.url, "1", "9600")
+    _failed(primary, cli_master.EXIT_UNREACHABLE, "does not answer at 9600")

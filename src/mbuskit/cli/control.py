@@ -5,6 +5,11 @@ A write is SND_UD CI 51h (``_write``), encrypted when the key file has the meter
 (``_secure_command``); a meter that stays silent is asked why (``_refusal``), so that a refused
 command exits 9 and not 4. The session, options and exit status are in ``session``.
 
+Every command but ``raw`` reads back what it changed (``verify``) and prints "ok: ..." with the
+value read back only when it shows the change (exit 11 when it does not, 12 when the meter no
+longer answers where it should); where the target state already holds (a connected breaker,
+the tariff, the CT ratio, the address, number or rate) it is said so and nothing is sent.
+
 Every command names exactly one meter (``session.parse_target``: no wildcard, prefix or special
 address); ``--all`` is the deliberate form for every meter of a bus: a secondary scan, a
 confirmation, then each meter found addressed on its own, never a broadcast.
@@ -12,9 +17,9 @@ confirmation, then each meter found addressed on its own, never a broadcast.
 
 from __future__ import annotations
 
-import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,8 @@ from .session import (
     InUseError,
     RefusedError,
     Session,
+    UnreachableError,
+    UnverifiedError,
     _baud,
     _fail,
     _secondary,
@@ -40,8 +47,26 @@ from .session import (
     exit_code,
     target_argument,
 )
-
-Target = tuple[int | str, str | None]  # a complete address and, for enhanced selection, a serial
+from .verify import (
+    ACTIVE_TARIFF,
+    BREAKER,
+    CT_LOCKED,
+    CT_RATIO,
+    DATE_TIME,
+    DEBITING_PERIODS,
+    METER_STATUS,
+    TARIFF_BY_COMMAND,
+    Target,
+    answered,
+    before,
+    clock,
+    identity,
+    near,
+    register,
+    registers,
+    stamp,
+)
+from .verify import name as _name
 
 ALL = click.option("--all", "every", is_flag=True,
                    help="Every meter a secondary scan finds, each addressed on its own (never a "
@@ -112,11 +137,6 @@ def _every_meter(session: Session, what: str, yes: bool) -> list[Target]:
         click.confirm(f"{what}: send to each of these {len(targets)} meter(s)?", abort=True,
                       err=True)
     return targets
-
-
-def _name(target: Target) -> str:
-    address, fabrication = target
-    return f"{address}" + (f" serial {fabrication}" if fabrication else "")
 
 
 async def _send(master: Master, target: Target, payloads: Sequence[tuple[bytes, str]]) -> None:
@@ -240,18 +260,35 @@ def set_address(ctx: click.Context, *, port: str, baud: int, timeout: float | No
 
     session = _session(ctx, port, baud, timeout, retries, key_file, trace)
     _encode(lambda: set_address_payload(new_address))  # refuse a bad address before the port
-    fabrication = exact_fabrication(fabrication, address)
+    target = _targets(session, address, fabrication)[0]
+    what = f"primary address {new_address}"
 
-    async def body(master: Master) -> None:
-        if _secondary(address):
-            await master.select(address, fabrication=fabrication)
-            await master.set_primary_address(253, new_address)
-        else:
-            assert isinstance(address, int)
-            await master.set_primary_address(address, new_address)
+    async def step(master: Master, target: Target) -> str:
+        # who the meter is (its secondary address) and where it answers now; the read selects
+        # a secondary target, so the command then goes to 253
+        meter, _, current = await identity(master, target)
+        if current == new_address:
+            return f"ok: already at primary address {new_address} ({meter})"
+        where = 253 if _secondary(target[0]) else target[0]
+        assert isinstance(where, int)
+        try:
+            await master.set_primary_address(where, new_address)
+        except BusTimeout:
+            await _refusal(master, target[0], f"setting {what}")
+            raise
+        # the E5 comes from the old address (docs/register-map.md); the new one must answer
+        # with this meter's secondary address
+        found = await answered(master, new_address, None)
+        if found is None:
+            raise UnreachableError(f"meter {_name(target)}: acknowledged {what}, but nothing "
+                                   f"answers at {new_address}; try its old address {current} "
+                                   "(mbus scan --mode primary)")
+        if found[0] != meter:
+            raise UnverifiedError(f"meter {_name(target)}: acknowledged {what}, but "
+                                  f"{new_address} answers as {found[0]}, not as {meter}")
+        return f"ok: primary address {new_address} answers as {meter}"
 
-    session.run(body, deselect=_secondary(address))
-    click.echo("ok")
+    _write(session, [target], step)
 
 
 @click.command("set-id")
@@ -273,8 +310,7 @@ def set_id(ctx: click.Context, *, port: str, baud: int, timeout: float | None, r
     session = _session(ctx, port, baud, timeout, retries, key_file, trace)
     target = _targets(session, address, fabrication)[0]
     number = meter_number.strip()
-    # renaming a meter to its own number changes nothing and would find itself
-    own = isinstance(address, str) and address[:8] == number
+    what = f"meter number {number}"
 
     async def free(master: Master) -> None:
         from ..codec.link import ADDRESS_NETWORK
@@ -288,14 +324,32 @@ def set_id(ctx: click.Context, *, port: str, baud: int, timeout: float | None, r
             raise InUseError(f"meter number {number} is already in use on this bus (a meter "
                              "answers its selection); choose a free one, or --force")
 
-    send = _sender([(payload, f"setting meter number {number}")])
+    send = _sender([(payload, f"setting {what}")])
 
     async def step(master: Master, target: Target) -> str:
-        if not (force or own):
+        meter, serial, _ = await identity(master, target)
+        serial = serial or target[1]
+        if meter[:8] == number:  # renaming a meter to its own number changes nothing
+            return f"ok: already meter number {number}"
+        if not force:
             await free(master)
-        return await send(master, target)
+        await send(master, target)
+        # read back by the new number, enhanced by the fabrication number when the meter
+        # shows it (EN 13757-3 0C 78), so that a meter already at that number cannot answer
+        expected = number + meter[8:]
+        found = await answered(master, expected, serial)
+        by = f" with serial {serial}" if serial else ""
+        if found is None:
+            raise UnreachableError(f"meter {_name(target)}: acknowledged {what}, but no meter "
+                                   f"answers the selection of {expected}{by}; mbus scan shows "
+                                   f"where it is (it was {meter})")
+        if found[0] != expected or found[1] != serial:
+            raise UnverifiedError(f"meter {_name(target)}: acknowledged {what}, but {expected} "
+                                  f"answers as {found[0]} serial {found[1]}")
+        return f"ok: meter number {number} answers as {expected}" + (
+            f" serial {serial}" if serial else "")
 
-    _write(session, [target], step, deselect=not (force or own))
+    _write(session, [target], step, deselect=True)
 
 
 def _utc(at: str | None) -> datetime:
@@ -342,7 +396,23 @@ def set_time(ctx: click.Context, *, port: str, baud: int, timeout: float | None,
         payload = _encode(lambda: _kamstrup().cmd_adjust_clock(offset))
         what = f"moving the clock by {offset} s"
         targets = _targets(session, address, fabrication, every=every, yes=yes, what=what)
-        _write(session, targets, _sender([(payload, what)]), every=every)
+
+        async def move(master: Master, target: Target) -> str:
+            was = (await before(master, target, [DATE_TIME])).get(DATE_TIME)
+            start = time.monotonic()
+            await _send(master, target, [(payload, what)])
+            after = clock(await register(master, target, DATE_TIME, what), target, what)
+            slack = timedelta(seconds=time.monotonic() - start)
+            old = clock(was, target, what)  # None only for a meter we could not read before
+            if not near(after, old + timedelta(seconds=offset), slack):
+                raise UnverifiedError(f"meter {_name(target)}: acknowledged {what}, but its "
+                                      f"clock went from {stamp(old)} to {stamp(after)}")
+            # type F shows minutes (EN 13757-3 annex A): a move under one is not seen
+            fine = " (under a minute: below the clock record's resolution)" if abs(
+                offset) < 60 else ""
+            return f"ok: clock moved by {offset} s, reads {stamp(after)}{fine}"
+
+        _write(session, targets, move, every=every)
         return
     # a bad or unencodable --at is a usage error before the port is opened
     _encode(lambda: set_time_payload(_utc(at)))
@@ -353,10 +423,15 @@ def set_time(ctx: click.Context, *, port: str, baud: int, timeout: float | None,
         # "now" is taken per meter, when it is written: a scan or a confirmation may have
         # taken minutes
         when = _utc(at)
-        stamp = when.isoformat() + "Z"
+        written = when.isoformat() + "Z"
+        start = time.monotonic()
         await _send(master, target, [(_encode(lambda: set_time_payload(when)),
-                                      f"setting the clock to {stamp}")])
-        return f"ok: clock set to {stamp}"
+                                      f"setting the clock to {written}")])
+        read = clock(await register(master, target, DATE_TIME, what), target, what)
+        if not near(read, when, timedelta(seconds=time.monotonic() - start)):
+            raise UnverifiedError(f"meter {_name(target)}: acknowledged the clock set to "
+                                  f"{written}, but it reads {stamp(read)}")
+        return f"ok: clock set to {written}, reads {stamp(read)}"
 
     _write(session, targets, step, every=every)
 
@@ -387,16 +462,13 @@ def breaker(ctx: click.Context, *, port: str, baud: int, timeout: float | None, 
     async def step(master: Master, target: Target) -> str:
         # the meter acknowledges a breaker command before the relay moves: only its state
         # register read back shows it done ("connect" on a connected meter is no error)
-        if expected == 1 and await _breaker_state(master, target) == 1:
+        if expected == 1 and (await before(master, target, [BREAKER])).get(BREAKER) == 1:
             return "ok: already connected"
         await _send(master, target, payloads)
-        state = await _breaker_state(master, target)
-        if state is None:
-            raise ProtocolError(f"meter {_name(target)}: acknowledged breaker {action}, but its "
-                                "read-back holds no breaker state (01 FD 1A): not verified")
+        state = await register(master, target, BREAKER, f"breaker {action}")
         if state != expected:
-            raise RefusedError(f"meter {_name(target)}: acknowledged breaker {action}, but the "
-                               f"breaker reads {_BREAKER_STATES.get(state, state)}")
+            raise UnverifiedError(f"meter {_name(target)}: acknowledged breaker {action}, but "
+                                  f"the breaker reads {_BREAKER_STATES.get(state, state)}")
         return f"ok: {_BREAKER_STATES[expected]}"
 
     _write(session, targets, step, every=every)
@@ -405,31 +477,6 @@ def breaker(ctx: click.Context, *, port: str, baud: int, timeout: float | None, 
 # The breaker state register 01 FD 1A (docs/register-map.md) and what each action leaves in it.
 _BREAKER_STATES = {0: "disconnected", 1: "connected", 2: "released", 3: "armed"}
 _BREAKER_AFTER = {"disconnect": 0, "connect": 1, "release": 2, "arm": 3}
-_BREAKER_RECORD = bytes.fromhex("01FD1A")
-# selection for readout (EN 13757-3 6.3.4): the register's VIB with DIF data field 8h
-_READ_BREAKER = bytes.fromhex("08FD1A")
-
-
-async def _breaker_state(master: Master, target: Target) -> int | None:
-    address, fabrication = target
-    where = address
-    if _secondary(address):
-        await master.select(address, fabrication=fabrication)
-        where = 253
-    await master.command(where, _READ_BREAKER, what="the breaker state request")
-    try:
-        telegrams = await master.read(where, all_telegrams=False)
-    except MBusError:
-        with contextlib.suppress(MBusError):
-            await master.application_reset(where)
-        raise
-    # the readout selection holds until an application reset (CI 50h, EN 13757-3 6.3.4):
-    # give the meter its standard telegram back
-    await master.application_reset(where)
-    for record in telegrams[0].records if telegrams else []:
-        if record.raw[:3] == _BREAKER_RECORD and isinstance(record.value, int):
-            return record.value
-    return None
 
 
 @click.command(cls=_OneOrAll)
@@ -446,6 +493,7 @@ def tariff(ctx: click.Context, *, port: str, baud: int, timeout: float | None, r
            every: bool, yes: bool, address: int | str | None = None) -> None:
     """Force tariff 1-4, hand it back to the tariff input (auto), or stop debiting."""
     k = _kamstrup()
+    value: int | None = None
     if tariff == "debiting-stop":
         payload, what = k.cmd_debiting_stop(), "debiting stop"
     else:
@@ -453,7 +501,45 @@ def tariff(ctx: click.Context, *, port: str, baud: int, timeout: float | None, r
         payload, what = _encode(lambda: k.cmd_tariff(value)), f"tariff {tariff}"
     session = _session(ctx, port, baud, timeout, retries, key_file, trace)
     targets = _targets(session, address, fabrication, every=every, yes=yes, what=what)
-    _write(session, targets, _sender([(payload, what)]), every=every)
+
+    async def stop(master: Master, target: Target) -> str:
+        # the number of debiting stops (FF 0E) counts the period this command closes
+        closed = (await before(master, target, [DEBITING_PERIODS])).get(DEBITING_PERIODS)
+        await _send(master, target, [(payload, what)])
+        after = await register(master, target, DEBITING_PERIODS, what)
+        if after == closed:
+            raise UnverifiedError(f"meter {_name(target)}: acknowledged the {what}, but its "
+                                  f"debiting stops still read {after}")
+        return f"ok: debiting stop, {after} period(s) closed"
+
+    def holds(values: dict[bytes, Any]) -> bool:
+        active, status = values.get(ACTIVE_TARIFF), values.get(METER_STATUS)
+        if not isinstance(active, int) or not isinstance(status, int):
+            return False
+        forced = bool(status & TARIFF_BY_COMMAND)
+        return (active == value and forced) if value is not None else not forced
+
+    def shown(values: dict[bytes, Any]) -> str:
+        active, status = values.get(ACTIVE_TARIFF), values.get(METER_STATUS)
+        if active is None or not isinstance(status, int):
+            return "no active tariff (01 FF 07) or meter status (01 FD 17) record"
+        by = "by command" if status & TARIFF_BY_COMMAND else "by the tariff input"
+        return f"tariff {active} ({by})"
+
+    async def force(master: Master, target: Target) -> str:
+        # the active tariff (FF 07) and the status bit "tariff set by command" (FD 17, 20h)
+        heads = [ACTIVE_TARIFF, METER_STATUS]
+        now = await before(master, target, heads)
+        if holds(now):
+            return f"ok: already {shown(now)}"
+        await _send(master, target, [(payload, what)])
+        after = await registers(master, target, heads)
+        if not holds(after):
+            raise UnverifiedError(f"meter {_name(target)}: acknowledged {what}, but it reads "
+                                  f"{shown(after)}")
+        return f"ok: {shown(after)}"
+
+    _write(session, targets, stop if tariff == "debiting-stop" else force, every=every)
 
 
 @click.command("ct-ratio", cls=_OneOrAll)
@@ -474,15 +560,42 @@ def ct_ratio(ctx: click.Context, *, port: str, baud: int, timeout: float | None,
     k = _kamstrup()
     if ratio is None and not lock:
         raise click.UsageError("give a RATIO, --lock, or both")
-    payloads = []
-    if ratio is not None:
-        payloads.append((_encode(lambda: k.cmd_set_ct_ratio(ratio)), f"CT ratio {ratio}"))
-    if lock:
-        payloads.append((k.cmd_lock_ct_ratio(), "locking the CT ratio"))
+    set_ratio = None if ratio is None else _encode(lambda: k.cmd_set_ct_ratio(ratio))
+    what = " and ".join(([f"CT ratio {ratio}"] if ratio is not None else [])
+                        + (["locking the CT ratio"] if lock else []))
     session = _session(ctx, port, baud, timeout, retries, key_file, trace)
-    targets = _targets(session, address, fabrication, every=every, yes=yes,
-                       what=" and ".join(what for _, what in payloads))
-    _write(session, targets, _sender(payloads), every=every)
+    targets = _targets(session, address, fabrication, every=every, yes=yes, what=what)
+    heads = [CT_RATIO, CT_LOCKED]
+
+    def holds(values: dict[bytes, Any]) -> bool:
+        return ((ratio is None or values.get(CT_RATIO) == ratio)
+                and (not lock or values.get(CT_LOCKED) == 1))
+
+    def shown(values: dict[bytes, Any]) -> str:
+        if CT_RATIO not in values:
+            return "no CT ratio (02 FF 05) record"
+        return f"CT ratio {values[CT_RATIO]}, " + (
+            "locked" if values.get(CT_LOCKED) == 1 else "not locked")
+
+    async def step(master: Master, target: Target) -> str:
+        # a direct meter refuses the selection of registers it does not have; the command's
+        # own refusal then says why (exit 9)
+        now = await before(master, target, heads, absent_ok=True)
+        if holds(now):
+            return f"ok: already {shown(now)}"
+        payloads = []
+        if set_ratio is not None and now.get(CT_RATIO) != ratio:
+            payloads.append((set_ratio, f"CT ratio {ratio}"))
+        if lock and now.get(CT_LOCKED) != 1:
+            payloads.append((k.cmd_lock_ct_ratio(), "locking the CT ratio"))
+        await _send(master, target, payloads)
+        after = await registers(master, target, heads)
+        if not holds(after):
+            raise UnverifiedError(f"meter {_name(target)}: acknowledged {what}, but it reads "
+                                  f"{shown(after)}")
+        return f"ok: {shown(after)}"
+
+    _write(session, targets, step, every=every)
 
 
 @click.command()
@@ -495,23 +608,32 @@ def baud(ctx: click.Context, *, port: str, baud: int, timeout: float | None, ret
          key_file: Path | None, trace: bool, address: int | str, new_baud: int) -> None:
     """Switch a meter's baud rate (it acknowledges at the old rate), then check it at the new."""
     session = _session(ctx, port, baud, timeout, retries, key_file, trace)
+    target: Target = (address, None)
 
-    async def body(master: Master) -> None:
-        target = address
-        if _secondary(address):
-            await master.select(address)
-            target = 253
-        assert isinstance(target, int)
-        await master.switch_baud(target, new_baud)
-        # a frame at the new rate confirms the switch (meters fall back otherwise)
-        if target != 253 and not await master.ping(target):
+    async def step(master: Master, target: Target) -> str:
+        meter, _, _ = await identity(master, target)
+        if new_baud == baud:
+            return f"ok: already at {baud} baud ({meter} answers at it)"
+        where = 253 if _secondary(address) else address
+        assert isinstance(where, int)
+        await master.switch_baud(where, new_baud)
+        # the E5 came at the old rate (EN 13757-3 baud CIs B8h-BFh); only an answer at the new
+        # one shows the switch done: a REQ_UD2 at the primary address, or a selection and a
+        # REQ_UD2 for a secondary address (the selected state alone proves nothing)
+        found = await answered(master, address, None)
+        if found is None:
             hint = (" (a TCP gateway's bus side keeps its own rate: set it on the gateway)"
                     if session.port.startswith("tcp://") else "")
-            raise BusTimeout(f"primary address {target}: no answer at {new_baud} baud after "
-                             f"the switch{hint}")
+            raise UnreachableError(
+                f"meter {address}: acknowledged the switch to {new_baud} baud, but does not "
+                f"answer at {new_baud}{hint}; try --baud {new_baud}, or --baud {baud} after a "
+                "minute or so (a meter that hears no frame at its new rate may fall back)")
+        if found[0] != meter:
+            raise UnverifiedError(f"meter {address}: acknowledged the switch to {new_baud} "
+                                  f"baud, but {found[0]} answers at {new_baud}, not {meter}")
+        return f"ok: now at {new_baud} baud ({meter} answers at it)"
 
-    session.run(body, deselect=_secondary(address))
-    click.echo(f"ok: now at {new_baud} baud")
+    _write(session, [target], step)
 
 
 @click.command()

@@ -13,6 +13,9 @@ Exit status (stable, for scripts):
   5 collision · 6 key or decryption · 7 value or address out of range · 8 meter broke the
   protocol or sent an undecodable telegram · 9 the meter refused the command ·
   10 the meter number is in use on the bus (set-id without --force) ·
+  11 unverified: the meter acknowledged the command but reading it back does not show the
+  change · 12 unreachable after the change: the meter acknowledged, then does not answer where
+  it should now be (the new baud rate, primary address or meter number) ·
   130 interrupted (Ctrl-C; a scan prints what it found so far)
 """
 
@@ -51,6 +54,8 @@ EXIT_VALUE = 7
 EXIT_PROTOCOL = 8
 EXIT_REFUSED = 9
 EXIT_IN_USE = 10
+EXIT_UNVERIFIED = 11
+EXIT_UNREACHABLE = 12
 EXIT_INTERRUPTED = 130
 
 T = TypeVar("T")
@@ -67,6 +72,17 @@ class InUseError(LocalError):
     """set-id: a meter already answers the selection of the new meter number."""
 
 
+# A slave acknowledges a SND_UD with E5 when it has taken the command (EN 13757-2 5.7), not
+# when the change is done (a relay moves later, a clock may be clamped): only the read-back
+# tells. These two are the ways the read-back can fail after an E5, told apart from a refusal.
+class UnverifiedError(ProtocolError):
+    """The meter acknowledged, but the value read back is not the one written."""
+
+
+class UnreachableError(BusTimeout):
+    """The meter acknowledged, then did not answer at its new baud rate, address or number."""
+
+
 def exit_code(exc: BaseException) -> int:
     """The exit status for an error (order matters: the most specific class first)."""
     if isinstance(exc, InUseError):
@@ -75,6 +91,10 @@ def exit_code(exc: BaseException) -> int:
         return EXIT_SECURITY
     if isinstance(exc, RefusedError):
         return EXIT_REFUSED
+    if isinstance(exc, UnverifiedError):
+        return EXIT_UNVERIFIED
+    if isinstance(exc, UnreachableError):
+        return EXIT_UNREACHABLE
     if isinstance(exc, BusTimeout):
         return EXIT_TIMEOUT
     if isinstance(exc, TransportError):
@@ -302,6 +322,8 @@ __all__ = [
     "EXIT_REFUSED",
     "EXIT_SECURITY",
     "EXIT_TIMEOUT",
+    "EXIT_UNREACHABLE",
+    "EXIT_UNVERIFIED",
     "EXIT_VALUE",
     "exact_fabrication",
     "exit_code",
