@@ -553,3 +553,51 @@ def test_baud_not_answered_at_the_new_rate_is_unreachable(gateway: Served) -> No
     assert gateway.slaves[1].baud == 9600
     primary = _mbus("baud", "--port", gateway.url, "1", "9600")
     _failed(primary, cli_master.EXIT_UNREACHABLE, "does not answer at 9600")
+
+
+# -- the audit trail: every command to every meter is recorded, or not sent ---------------------
+
+
+def _audit_rows(path: Path) -> list[Any]:
+    from mbuskit.headend.storage.sqlite import SqliteStorage
+
+    storage = SqliteStorage(str(path))
+    try:
+        storage.init()
+        return list(reversed(storage.commands()))
+    finally:
+        storage.close()
+
+
+def test_commands_are_recorded_with_their_outcome(gateway: Served, _audit_in_tmp: Path) -> None:
+    meter = gateway.slaves[1].device.meter
+    off = _mbus("breaker", "--port", gateway.url, "2", "disconnect")
+    assert off.exit_code == 0, off.output
+    refused = _mbus("ct-ratio", "--port", gateway.url, "2", "150")  # a direct meter has no CT
+    assert refused.exit_code == cli_master.EXIT_REFUSED, refused.output
+    silent = _mbus("breaker", "--port", gateway.url, "--timeout", "0.2", "--retries", "0",
+                   "77", "connect")
+    assert silent.exit_code == cli_master.EXIT_TIMEOUT, silent.output
+    wildcard = _mbus("breaker", "--port", gateway.url, "FFFFFFFF", "disconnect")
+    assert wildcard.exit_code == 2  # refused before the bus: nothing sent, nothing to record
+    rows = _audit_rows(_audit_in_tmp)
+    assert [(r.meter, r.command, r.outcome) for r in rows] == [
+        ("2", "breaker", "ok"), ("2", "ct-ratio", "refused"), ("77", "breaker", "unreachable")]
+    first = rows[0]
+    assert first.origin.startswith("cli:") and first.args["action"] == "disconnect"
+    assert first.readback == {"result": "ok: disconnected"} and first.finished is not None
+    assert "refused" in (rows[1].message or "") and rows[1].args["ratio"] == 150
+    assert meter.breaker.name != "CONNECTED"
+
+
+def test_a_command_that_cannot_be_recorded_is_not_sent(gateway: Served, sent: list[bytes],
+                                                       tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("MBUS_AUDIT", f"sqlite:///{blocker}/commands.db")
+    result = _mbus("breaker", "--port", gateway.url, "2", "disconnect")
+    assert result.exit_code == 1, result.output
+    assert "audit trail" in result.output and "nothing sent" in result.output
+    assert not any(f[:1] == b"\x68" for f in sent), sent  # no long frame: no SND_UD at all
+    assert gateway.slaves[1].device.meter.breaker.name == "CONNECTED"

@@ -28,6 +28,7 @@ import click
 from ..errors import BusTimeout, FrameError, LocalError, MBusError, ProtocolError
 from ..master.driver import Master
 from ..master.transaction import Outcome
+from .audit import Audit
 from .session import (
     BAUD,
     EXIT_COLLISION,
@@ -166,11 +167,18 @@ def _sender(payloads: Sequence[tuple[bytes, str]], done: str = "ok") -> Step:
 
 def _write(session: Session, targets: Sequence[Target], step: Step, *, every: bool = False,
            deselect: bool = False) -> None:
+    ctx = click.get_current_context()
+    trail = Audit(session.command, dict(ctx.params))  # each meter's command is recorded first
+    ctx.call_on_close(trail.close)
+
+    async def audited(master: Master, target: Target) -> str:
+        return await trail.run(_name(target), lambda: step(master, target))
+
     if not every:
         (target,) = targets
 
         async def one(master: Master) -> str:
-            return await step(master, target)
+            return await audited(master, target)
 
         click.echo(session.run(one, deselect=deselect or _secondary(target[0])))
         return
@@ -181,7 +189,7 @@ def _write(session: Session, targets: Sequence[Target], step: Step, *, every: bo
         # line is printed at once, so that an interrupted run shows which meters are done
         for target in targets:
             try:
-                result = await step(master, target)
+                result = await audited(master, target)
             except MBusError as exc:
                 failed.append(exc)
                 result = str(exc)
