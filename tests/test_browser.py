@@ -354,7 +354,7 @@ async def test_breaker_badge_confirmation_and_command_list(tmp_path: Path) -> No
                 "breaker", {"state": "open"}, "ok", "http")
             assert row["readback"]["breaker_state"] == "open"
             await cdp.until(f"{badge}.dataset.breaker === 'open'")
-            assert await cdp.js(f"{badge}.textContent") == "breaker open: disconnected"
+            assert await cdp.js(f"{badge}.textContent") == "breaker open: disconnected (command)"
             rows = "[...document.querySelectorAll('#command-rows tr')]"
             await cdp.until(f"{rows}.length === 1")
             cells = await cdp.js(f"{rows}.map(r => [r.dataset.outcome, r.textContent])")

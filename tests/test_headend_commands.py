@@ -90,6 +90,8 @@ async def test_encrypted_commands_over_http_change_the_meter(keyed: Site) -> Non
     m = (await c.get("/api/meters/flat")).json()
     assert m["breaker_state"]["state"] == "open"
     assert m["breaker_state"]["detail"] == "disconnected"
+    assert m["breaker_state"]["reason"] == "command"  # 01 FF 08: disconnected by command
+    assert m["latest"]["breaker_reason"]["value"] == 2
     assert m["latest"]["breaker"]["value"] == 0 and m["latest"]["digital_output"]["value"] == 0
     r = await c.post("/api/meters/flat/breaker", json={"state": "closed"})
     assert r.status_code == 200, r.text  # arm + connect, both encrypted
@@ -100,7 +102,8 @@ async def test_encrypted_commands_over_http_change_the_meter(keyed: Site) -> Non
     # the push button of the twin opens it; the next read shows it
     site.emulator.meter_input(f"button {site.spec.serial_number}")
     assert (await c.post("/api/meters/flat/read")).status_code == 200
-    assert (await c.get("/api/meters/flat")).json()["breaker_state"]["state"] == "open"
+    pressed = (await c.get("/api/meters/flat")).json()["breaker_state"]
+    assert pressed["state"] == "open" and pressed["reason"] == "button"
     assert (await c.post("/api/meters/flat/breaker", json={"state": "closed"})).status_code == 200
     # time sync: the twin's clock is put a day wrong first, the head-end's clock puts it back
     site.twin.set_clock(datetime(2001, 2, 3, tzinfo=UTC), site.emulator.clock())

@@ -221,6 +221,7 @@ async def test_acl_retained_stale_and_fresh_commands_on_an_encrypted_twin(
         await asyncio.to_thread(acl_broker.publish, "homeassistant", topic, "open")
         assert await async_wait(lambda: site.breaker() is BreakerState.DISCONNECTED)
         assert await async_wait(lambda: breaker_shown() == "open")  # read back, published
+        assert json.loads(seen[f"{PREFIX}/flat/state"])["breaker_reason"] == "command"
         await asyncio.to_thread(acl_broker.publish, "homeassistant", topic,
                                 json.dumps({"state": "closed", "time": time.time()}))
         assert await async_wait(lambda: site.breaker() is BreakerState.CONNECTED)

@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 from ..errors import MBusError
 from .config import MeterConfig
 from .metrics import render_metrics
-from .model import Reading, breaker_state
+from .model import Reading, breaker_reason, breaker_state
 from .scheduler import AuditUnavailable, CommandError, MeterRefused, Scheduler, Unverified
 
 STATIC = Path(__file__).with_name("static")
@@ -107,7 +107,8 @@ class HeadendApi:
             "identity": h.identity.as_dict(), "health": health, "breaker": m.breaker,
             # what the meter last said, not what was last commanded
             "breaker_state": None if state is None else {
-                "state": state[0], "detail": state[1], "read_time": state[2]},
+                "state": state[0], "detail": state[1], "reason": breaker_reason(latest),
+                "read_time": state[2]},
             "latest": {r.register: _reading(r) for r in latest},
         }
 

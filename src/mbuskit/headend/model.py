@@ -162,14 +162,24 @@ def readings_from(meter: str, telegrams: Sequence[TelegramLike], read_time: floa
 BREAKER_STATES = {0: "disconnected", 1: "connected", 2: "released", 3: "armed"}
 
 
+# ... and why it last disconnected as the manufacturer record 01 FF 08, beside it
+BREAKER_REASONS = {0: "none", 1: "button", 2: "command", 3: "smart", 4: "prepayment"}
+_KAMSTRUP_REASON = "manufacturer_specific.08"
+
+
 def with_breaker(readings: list[Reading], ident: Identity) -> list[Reading]:
-    """The readings plus a named ``breaker`` reading (the state code) for a Kamstrup module."""
+    """The readings plus the named ``breaker`` (state code) and ``breaker_reason`` (disconnect
+    reason code) readings for a Kamstrup module."""
     if ident.manufacturer != "KAM" or any(r.register == "breaker" for r in readings):
         return readings
     out = next((r for r in readings if r.register == "digital_output"), None)
     if out is None or out.value not in BREAKER_STATES:
         return readings
-    return [*readings, replace(out, register="breaker", unit="")]
+    named = [replace(out, register="breaker", unit="")]
+    reason = next((r for r in readings if r.register == _KAMSTRUP_REASON), None)
+    if reason is not None and reason.value in BREAKER_REASONS:
+        named.append(replace(reason, register="breaker_reason", unit=""))
+    return [*readings, *named]
 
 
 def breaker_state(readings: Iterable[Reading]) -> tuple[str, str, float] | None:
@@ -182,6 +192,14 @@ def breaker_state(readings: Iterable[Reading]) -> tuple[str, str, float] | None:
         if r.register == "breaker" and r.value in BREAKER_STATES:
             detail = BREAKER_STATES[int(r.value)]
             return ("closed" if detail == "connected" else "open"), detail, r.read_time
+    return None
+
+
+def breaker_reason(readings: Iterable[Reading]) -> str | None:
+    """Why the breaker last disconnected ("button", "command", ...), from ``breaker_reason``."""
+    for r in readings:
+        if r.register == "breaker_reason" and r.value in BREAKER_REASONS:
+            return BREAKER_REASONS[int(r.value)]
     return None
 
 
@@ -228,6 +246,7 @@ def manufacturer_letters(code: int) -> str:
 
 
 __all__ = [
+    "BREAKER_REASONS",
     "BREAKER_STATES",
     "OUTCOMES",
     "CommandEntry",
@@ -235,6 +254,7 @@ __all__ = [
     "Poll",
     "Reading",
     "TelegramLike",
+    "breaker_reason",
     "breaker_state",
     "identity_from",
     "manufacturer_letters",

@@ -33,7 +33,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from .config import MeterConfig, MqttConfig
-from .model import Identity, Poll, breaker_state
+from .model import Identity, Poll, breaker_reason, breaker_state
 
 log = logging.getLogger("mbuskit.headend.mqtt")
 
@@ -235,6 +235,7 @@ class MqttPublisher:
         state["units"] = {r.register: r.unit for r in poll.readings}
         if (breaker := breaker_state(poll.readings)) is not None:
             state["breaker_state"] = breaker[0]  # "open" / "closed", the switch's words
+            state["breaker_reason"] = breaker_reason(poll.readings)
         for r in poll.readings:
             if (poll.meter, r.register) not in self._announced:
                 self._announce(poll.meter, r.register, r.unit, poll.identity)

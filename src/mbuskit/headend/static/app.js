@@ -67,7 +67,8 @@ function renderBuses(buses, meters) {
 function breakerBadge(b) {
   const state = b ? b.state : "unknown";
   const text = !b ? "breaker unknown" :
-    b.state === "closed" ? "breaker closed" : `breaker open: ${b.detail}`;
+    b.state === "closed" ? "breaker closed" :
+    `breaker open: ${b.detail}` + (b.reason && b.reason !== "none" ? ` (${b.reason})` : "");
   return el("span", { class: "badge", "data-breaker": state,
                       title: b ? "read " + new Date(b.read_time * 1000).toLocaleString() : "" },
             text);
