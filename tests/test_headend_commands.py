@@ -42,22 +42,23 @@ class Site:
         return state
 
 
-def site_config(where: str, *, key: bytes | None, extra: str = "") -> Config:
+def site_config(where: str, *, key: bytes | None, extra: str = "",
+                data: str = "additional") -> Config:
     keys = f'[keys]\nk1 = "{key.hex()}"\n' if key is not None else ""
     return parse_config(
         f'[http]\nbind = "127.0.0.1:0"\ntoken = "{TOKEN}"\n{keys}{extra}'
         f'[[buses]]\nname = "gw"\ntcp = "{where}"\nbaud = 2400\n'
         '[[meters]]\nname = "flat"\nbus = "gw"\nprimary = 1\nbreaker = true\n'
-        'data = "additional"\ninterval = "1h"\n' + ('key = "k1"\n' if key is not None else ""))
+        f'data = "{data}"\ninterval = "1h"\n' + ('key = "k1"\n' if key is not None else ""))
 
 
 async def start_site(tmp_path: Path, *, twin_key: bytes | None, headend_key: bytes | None,
-                     extra: str = "") -> Site:
+                     extra: str = "", data: str = "additional") -> Site:
     (spec,) = seeded_meters(1, 31)
     spec = replace(spec, key=twin_key)
     emu = Emulator(EmulatorConfig(gateways=(GatewaySpec(meters=(spec,), port=0),)))
     await emu.start()
-    cfg = site_config(emu.served[0].where, key=headend_key, extra=extra)
+    cfg = site_config(emu.served[0].where, key=headend_key, extra=extra, data=data)
     h = Headend(cfg, storage=SqliteStorage(tmp_path / "r.db"))
     await h.start()
     assert h.url is not None
@@ -198,3 +199,28 @@ async def test_refused_unreachable_and_unverified_answer_apart(tmp_path: Path) -
     finally:
         await site.client.aclose()
         await site.headend.stop()
+
+
+async def test_breaker_of_a_standard_read_out_meter_is_read_back_by_its_records(
+        tmp_path: Path) -> None:
+    # the standard telegram carries no breaker state: the head-end asks for its two records
+    # (readout selection), encrypted meter or not, and gives the meter its standard telegram back
+    site = await start_site(tmp_path, twin_key=KEY, headend_key=KEY, data="standard")
+    try:
+        r = await site.client.post("/api/meters/flat/breaker", json={"state": "open"})
+        assert r.status_code == 200, r.text
+        assert r.json()["result"]["breaker_state"] == "open"
+        assert r.json()["result"]["breaker_detail"] == "disconnected"
+        assert site.breaker() is BreakerState.DISCONNECTED
+        twin = site.twin
+        twin.breaker_connect = lambda now: twin.breaker  # armed, but the contact stays open
+        r = await site.client.post("/api/meters/flat/breaker", json={"state": "closed"})
+        assert r.status_code == 500 and r.json()["unverified"] is True, r.text
+        rows = (await site.client.get("/api/commands")).json()["commands"]
+        assert [x["outcome"] for x in rows] == ["unverified", "ok"]
+        # the meter is back on its standard telegram: a read gets the standard registers
+        assert (await site.client.post("/api/meters/flat/read")).status_code == 200
+        latest = (await site.client.get("/api/meters/flat")).json()["latest"]
+        assert "digital_output" not in latest and latest
+    finally:
+        await stop_site(site)

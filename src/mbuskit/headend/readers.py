@@ -17,12 +17,19 @@ from ..codec.telegram import decode_telegram
 from ..errors import BusTimeout, MBusError, ProtocolError, SecurityError, TransportError
 from ..master.driver import Master
 from ..master.transaction import CI_DATA_SEND, address_of, set_time_payload
-from ..slave.kamstrup import BreakerCommand, cmd_breaker, encrypt_command
+from ..slave.kamstrup import BreakerCommand, cmd_breaker, cmd_readout_selection, encrypt_command
+from ..slave.kamstrup_registers import REGISTER_BY_NAME
 from ..slave.machine import CI_APPLICATION_ERROR, Identity
 from ..transport.base import Transport
 from .config import BusConfig, MeterConfig
 from .model import TelegramLike
 from .scheduler import CommandError, MeterRefused
+
+# The records of the breaker state and disconnect reason (docs/register-map.md), asked for by
+# a readout selection where the read-out does not carry them
+_BREAKER_HEADER = REGISTER_BY_NAME["breaker"].header
+_REASON_HEADER = REGISTER_BY_NAME["breaker_reason"].header
+_BREAKER_SELECTION = cmd_readout_selection(["breaker", "breaker_reason"])
 
 # EN 13757-3 6.3.3: DIF 7Fh (global readout request) asks the slave for all its data in the
 # following read-outs; the Kamstrup twin answers it with the standard and the additional
@@ -179,6 +186,37 @@ class MasterReader:
             code = frames[0].data[0] if frames[0].data else 0
             raise MeterRefused(f"meter {meter.name}: refused {what} (application error "
                                f"{code:02X}){' (check its key)' if meter.key else ''}")
+
+    async def read_breaker(self, meter: MeterConfig) -> tuple[int, int | None] | None:
+        """The breaker state and disconnect reason codes as the module sends them now, for a
+        meter whose standard read-out does not carry them: a readout selection of the two
+        records (EN 13757-3 6.3.4), one read-out, then an application reset (CI 50h), since the
+        selection holds until one and the meter must go back to its standard telegram. None
+        when the answer lacks the state record."""
+        await self._ensure_open()
+        address, fabrication = self._address(meter)
+        self.master.keys = self.keys.get(meter.key) if meter.key else None
+        target: int | str = address
+        try:
+            if isinstance(address, str):
+                await self.master.select(address, fabrication=fabrication)
+                target = 253  # the selected slave (EN 13757-3 network layer)
+            try:
+                telegrams = await self.master.request_data(target, _BREAKER_SELECTION)
+            finally:
+                with contextlib.suppress(MBusError):
+                    await self.master.application_reset(target)
+        except (TransportError, OSError):
+            await self._reset()
+            raise
+        state = reason = None
+        for telegram in telegrams:
+            for record in telegram.records:
+                if record.raw.startswith(_BREAKER_HEADER) and isinstance(record.value, int):
+                    state = record.value
+                elif record.raw.startswith(_REASON_HEADER) and isinstance(record.value, int):
+                    reason = record.value
+        return None if state is None else (state, reason)
 
     async def close(self) -> None:
         await self._reset()

@@ -23,12 +23,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ..codec import timing
 from ..errors import MBusError, TransportError
 from .config import Config, MeterConfig
 from .model import (
+    BREAKER_STATES,
     CommandEntry,
     Identity,
     Poll,
@@ -62,6 +63,14 @@ class Reader(Protocol):
     async def read(self, meter: MeterConfig) -> Sequence[TelegramLike]: ...
 
     async def command(self, meter: MeterConfig, name: str, args: Mapping[str, Any]) -> Any: ...
+
+
+@runtime_checkable
+class ReadsBreaker(Protocol):
+    """A reader that can read a Kamstrup module's breaker state on its own (a readout
+    selection), for meters whose standard read-out does not carry it."""
+
+    async def read_breaker(self, meter: MeterConfig) -> tuple[int, int | None] | None: ...
 
 
 class CommandError(MBusError):
@@ -447,13 +456,25 @@ class Scheduler:
             raise CommandError(f"breaker control is not enabled for meter {name!r}")
         if not self.buses[meter.bus].owned:
             raise CommandError(f"bus {meter.bus!r} is polled by another head-end worker")
+        reader = self.readers[meter.bus]
+        codes: tuple[int, int | None] | None = None
         async with self._locks[meter.bus]:
-            result = await self.readers[meter.bus].command(meter, command, args)
-        if command == "breaker" and meter.data == "additional":
-            # read the state back (the module sends it in the additional read-out only): the
-            # stored and published state follow at once, and a command that did not take shows
-            poll = await self.poll(meter)
-            state = breaker_state(poll.readings) if poll is not None else None
+            result = await reader.command(meter, command, args)
+            if command == "breaker" and meter.data != "additional" and \
+                    isinstance(reader, ReadsBreaker):
+                # its standard read-out does not carry the state: ask for the two records
+                codes = await reader.read_breaker(meter)
+        if command == "breaker" and (meter.data == "additional"
+                                     or isinstance(reader, ReadsBreaker)):
+            # read the state back: with the additional read-out, which carries it, by a poll
+            # (the stored and published state follow at once), else by its records alone; a
+            # command that did not take shows either way
+            if meter.data == "additional":
+                poll = await self.poll(meter)
+                state = breaker_state(poll.readings) if poll is not None else None
+            else:
+                state = None if codes is None or codes[0] not in BREAKER_STATES else (
+                    "closed" if codes[0] == 1 else "open", BREAKER_STATES[codes[0]], 0.0)
             if state is None:
                 raise Unverified(f"meter {name}: breaker {args.get('state')} sent, but the "
                                  "state could not be read back", readback=None)
