@@ -224,3 +224,17 @@ async def test_breaker_of_a_standard_read_out_meter_is_read_back_by_its_records(
         assert "digital_output" not in latest and latest
     finally:
         await stop_site(site)
+
+
+async def test_breaker_already_in_the_state_asked_for_says_so(tmp_path: Path) -> None:
+    site = await start_site(tmp_path, twin_key=KEY, headend_key=KEY, data="standard")
+    try:
+        assert site.breaker() is BreakerState.CONNECTED
+        r = await site.client.post("/api/meters/flat/breaker", json={"state": "closed"})
+        assert r.status_code == 200, r.text  # was 502/422: the arm of a connected breaker
+        result = r.json()["result"]
+        assert result["already"] is True and result["breaker_state"] == "closed"
+        assert site.breaker() is BreakerState.CONNECTED
+        assert site.emulator.meters[0][1].device.security_refusals == 0
+    finally:
+        await stop_site(site)

@@ -117,6 +117,15 @@ class MasterReader:
                         "timezone": meter.timezone or "UTC",
                         "meter_clock": written.isoformat()}
             if name == "breaker":
+                # a breaker already where it is asked to be: said so, nothing sent (an arm of
+                # a connected breaker would be refused by the module)
+                wanted = {"open": 0, "closed": 1}.get(str(args.get("state")))
+                now = None
+                if wanted is not None:
+                    with contextlib.suppress(SecurityError):  # a wrong key: refused below
+                        now = await self.read_breaker(meter)
+                if now is not None and now[0] == wanted:
+                    return {"breaker": args["state"], "already": True}
                 # Kamstrup 162M/382M: disconnect is one command; reconnecting by command
                 # takes two, arm then connect (TD 5512-1040; docs/register-map.md)
                 if args.get("state") == "open":
