@@ -206,22 +206,16 @@ async def _refusal(master: Master, address: int | str, what: str) -> None:
     # REQ_UD2 (EN 13757-3 6.6); fetch it to tell "refused" from "not there".
     target = 253 if _secondary(address) else address
     assert isinstance(target, int)
-    try:
-        frames = await master.read_frames(target, all_telegrams=False)
-    except MBusError:
-        return
-    if frames and frames[0].ci == 0x70:
-        code = frames[0].data[0] if frames[0].data else 0
+    code = await master.application_error(target)
+    if code is not None:
         raise RefusedError(f"meter at {address}: refused {what} (application error "
                            f"{code:02X}); check the value and whether the meter allows it")
 
 
 async def _secure_command(master: Master, address: int | str, fabrication: str | None,
                           payload: bytes, what: str) -> None:
-    from ..codec.header import SecondaryAddress
     from ..master.transaction import address_of
-    from ..slave.kamstrup import encrypt_command
-    from ..slave.machine import Identity
+    from ..slave.kamstrup import encrypt_command_to
 
     frames = await master.read_frames(address, fabrication=fabrication, all_telegrams=False)
     meter = address_of(frames[0]) if frames else None
@@ -232,11 +226,8 @@ async def _secure_command(master: Master, address: int | str, fabrication: str |
     if key is None:
         await master.command(253 if _secondary(address) else address, payload, what=what)
         return
-    sa = SecondaryAddress.parse(meter)
-    identity = Identity(sa.id, sa.manufacturer, sa.version, sa.medium)
     access = frames[0].data[8] if len(frames[0].data) > 8 else 0
-    ci, data = encrypt_command(payload, key=key, identity=identity,
-                               access_number=(access + 1) & 0xFF)
+    ci, data = encrypt_command_to(meter, access, payload, key=key)
     await master.command(253 if _secondary(address) else address, data, ci=ci, what=what)
 
 

@@ -11,15 +11,18 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..codec.header import SecondaryAddress
 from ..codec.link import LongFrame
 from ..codec.telegram import decode_telegram
 from ..errors import BusTimeout, MBusError, ProtocolError, SecurityError, TransportError
 from ..master.driver import Master
 from ..master.transaction import CI_DATA_SEND, address_of, set_time_payload
-from ..slave.kamstrup import BreakerCommand, cmd_breaker, cmd_readout_selection, encrypt_command
+from ..slave.kamstrup import (
+    BreakerCommand,
+    cmd_breaker,
+    cmd_readout_selection,
+    encrypt_command_to,
+)
 from ..slave.kamstrup_registers import REGISTER_BY_NAME
-from ..slave.machine import CI_APPLICATION_ERROR, Identity
 from ..transport.base import Transport
 from .config import BusConfig, MeterConfig
 from .model import TelegramLike
@@ -179,20 +182,11 @@ class MasterReader:
             except SecurityError as exc:
                 raise MeterRefused(f"meter {meter.name}: refused: key {meter.key!r} does not "
                                    f"match the meter ({exc}); command not sent") from None
-        sa = SecondaryAddress.parse(secondary)
-        identity = Identity(sa.id, sa.manufacturer, sa.version, sa.medium)
-        return encrypt_command(payload, key=key, identity=identity,
-                               access_number=(frame.data[8] + 1) & 0xFF)
+        return encrypt_command_to(secondary, frame.data[8], payload, key=key)
 
     async def _refusal(self, meter: MeterConfig, address: int, what: str) -> None:
-        # A slave that refuses a SND_UD stays silent and holds a CI 70h error for the next
-        # REQ_UD2 (EN 13757-3 6.6); fetch it to tell "refused" from "not there"
-        try:
-            frames = await self.master.read_frames(address, all_telegrams=False)
-        except MBusError:
-            return
-        if frames and frames[0].ci == CI_APPLICATION_ERROR:
-            code = frames[0].data[0] if frames[0].data else 0
+        code = await self.master.application_error(address)  # "refused", not "not there"
+        if code is not None:
             raise MeterRefused(f"meter {meter.name}: refused {what} (application error "
                                f"{code:02X}){' (check its key)' if meter.key else ''}")
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..codec import timing
+from ..codec.ci import CI
 from ..codec.link import (
     ADDRESS_MAX_PRIMARY,
     ADDRESS_NETWORK,
@@ -248,6 +249,18 @@ class Master:
                                 subcode: int | None = None) -> None:
         await self.command(address, application_reset_payload(subcode), ci=CI_APPLICATION_RESET,
                            what="the application reset")
+
+    async def application_error(self, address: int) -> int | None:
+        """The CI 70h error code a slave holds after refusing a SND_UD: it stays silent and
+        reports the error in its next RSP_UD (EN 13757-3 6.6); None when that answer is
+        something else or nothing, so that "refused" can be told from "not there"."""
+        try:
+            frames = await self.read_frames(address, all_telegrams=False)
+        except MBusError:
+            return None
+        if frames and frames[0].ci == CI.APPLICATION_ERROR:
+            return frames[0].data[0] if frames[0].data else 0
+        return None
 
     async def request_data(self, address: int | str | object, records: bytes) -> list[Any]:
         """Specific data request: SND_UD CI 51h with selection records (DIF data field 8h) or

@@ -29,6 +29,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..codec import values
+from ..codec.header import SecondaryAddress
 from ..codec.records import DataRecord, RecordKind
 from ..codec.security import decrypt_cbc, encrypt_cbc, mode5_iv
 from ..errors import DecodeError, EncodeError, SecurityError
@@ -201,6 +202,17 @@ def encrypt_command(payload: bytes, *, key: bytes, identity: Identity, access_nu
     if long_header:
         return CI_COMMAND_LONG, address + tail + cipher
     return CI_COMMAND_SHORT, tail + cipher
+
+
+def encrypt_command_to(secondary: str, access_seen: int, payload: bytes, *,
+                       key: bytes) -> tuple[int, bytes]:
+    """``encrypt_command`` for the meter whose fresh answer named ``secondary`` (16 hex digits)
+    with access number ``access_seen``: its own address and the next access number make the
+    IV (EN 13757-7 7.2.4.5)."""
+    sa = SecondaryAddress.parse(secondary)
+    identity = Identity(sa.id, sa.manufacturer, sa.version, sa.medium)
+    return encrypt_command(payload, key=key, identity=identity,
+                           access_number=(access_seen + 1) & 0xFF)
 
 
 # -- the module -------------------------------------------------------------------------------
@@ -522,4 +534,5 @@ __all__ = [
     "cmd_set_primary_address",
     "cmd_tariff",
     "encrypt_command",
+    "encrypt_command_to",
 ]
